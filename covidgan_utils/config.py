@@ -1,0 +1,194 @@
+"""Profiles (smoke, demo, paper), parameter resolution and run-directory paths.
+
+Every notebook resolves its ``parameters`` cell through :func:`resolve`, so papermill,
+nbval (through the COVIDGAN_* environment variables) and a learner clicking "Run all"
+get the same settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import CLASSES
+
+ENV_PROFILE = "COVIDGAN_PROFILE"
+ENV_DATA_DIR = "COVIDGAN_DATA_DIR"
+ENV_RUN_DIR = "COVIDGAN_RUN_DIR"
+
+DEFAULT_PROFILE = "demo"
+
+# Paper split (CONTRACT): 331 COVID / 601 Normal train, 72 / 120 validation, 1000/1000 target.
+PAPER_TRAIN = {"COVID": 331, "Normal": 601}
+PAPER_VAL = {"COVID": 72, "Normal": 120}
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # Tiny: every notebook runs in seconds; for tests and CI. Numbers mean nothing.
+    "smoke": {
+        "image_size": 32,
+        "width": 0.125,
+        "phantom_per_class": {"COVID": 30, "Normal": 40},
+        "phantom_size": 64,
+        "train_per_class": {"COVID": 18, "Normal": 26},
+        "val_per_class": {"COVID": 8, "Normal": 10},
+        "target_per_class": 30,
+        "torch_epochs": 2,
+        "tf_epochs": 2,
+        "torch_batch_size": 16,
+        "tf_batch_size": 16,
+        "checkpoint_every": 1,
+        "sample_every": 1,
+        "vgg_epochs": 2,
+        "vgg_image_size": 32,
+        "vgg_weights": None,
+        "seeds": [0],
+    },
+    # Laptop walkthrough: the paper's counts on phantoms, reduced size/width/epochs.
+    "demo": {
+        "image_size": 64,
+        "width": 0.5,
+        "phantom_per_class": {"COVID": 403, "Normal": 721},
+        "phantom_size": 128,
+        "train_per_class": dict(PAPER_TRAIN),
+        "val_per_class": dict(PAPER_VAL),
+        "target_per_class": 1000,
+        "torch_epochs": 30,
+        "tf_epochs": 30,
+        "torch_batch_size": 64,
+        "tf_batch_size": 32,
+        "checkpoint_every": 5,
+        "sample_every": 5,
+        "vgg_epochs": 20,
+        "vgg_image_size": 64,
+        "vgg_weights": "auto",
+        "seeds": [0, 1, 2, 3, 4],
+    },
+    # The report's settings: real data, 128x128, width 1, 1000 epochs, ImageNet VGG16.
+    "paper": {
+        "image_size": 128,
+        "width": 1.0,
+        "phantom_per_class": {"COVID": 403, "Normal": 721},
+        "phantom_size": 256,
+        "train_per_class": dict(PAPER_TRAIN),
+        "val_per_class": dict(PAPER_VAL),
+        "target_per_class": 1000,
+        "torch_epochs": 1000,
+        "tf_epochs": 1000,
+        "torch_batch_size": 64,
+        "tf_batch_size": 32,
+        "checkpoint_every": 50,
+        "sample_every": 50,
+        "vgg_epochs": 20,
+        "vgg_image_size": 128,
+        "vgg_weights": "imagenet",
+        "seeds": [0, 1, 2, 3, 4],
+    },
+}
+
+
+def repo_root() -> Path:
+    """The repository root: the nearest folder above the cwd holding pyproject.toml."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "covidgan_utils").is_dir():
+            return folder
+    package_parent = Path(__file__).resolve().parent.parent
+    if (package_parent / "pyproject.toml").is_file():
+        return package_parent
+    return here
+
+
+def rel(path: str | os.PathLike) -> str:
+    """Show a path relative to the repository root (or cwd) so outputs hold no machine paths."""
+    p = Path(path).resolve()
+    for base in (repo_root(), Path.cwd().resolve()):
+        try:
+            return p.relative_to(base).as_posix() or "."
+        except ValueError:
+            continue
+    return p.name if p.is_absolute() else p.as_posix()
+
+
+@dataclass
+class Config:
+    """Resolved settings of one notebook run: the profile's values plus overrides."""
+
+    profile: str
+    run_dir: Path
+    data_dir: Path | None
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        settings = self.__dict__.get("settings", {})
+        if name in settings:
+            return settings[name]
+        raise AttributeError(f"Config has no setting {name!r}; known: {sorted(settings)}")
+
+    @property
+    def uses_phantoms(self) -> bool:
+        return self.data_dir is None
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the run directory."""
+        return self.run_dir.joinpath(*parts)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "run_dir": rel(self.run_dir),
+            "data_dir": None if self.data_dir is None else rel(self.data_dir),
+            **self.settings,
+        }
+
+    def describe(self) -> str:
+        """A few human lines: profile, data, run dir and the main knobs."""
+        data = "built-in phantoms (synthetic, not medical data)" if self.uses_phantoms else rel(self.data_dir)
+        s = self.settings
+        return (
+            f"profile   : {self.profile}\n"
+            f"data      : {data}\n"
+            f"run dir   : {rel(self.run_dir)}\n"
+            f"image size: {s['image_size']} px, GAN width x{s['width']}\n"
+            f"split     : train {s['train_per_class']}, val {s['val_per_class']}"
+        )
+
+
+def resolve(profile: str | None = None, data_dir: str | None = None, run_dir: str | None = None, **overrides: Any) -> Config:
+    """Resolve notebook parameters: explicit value, then COVIDGAN_* env var, then profile default.
+
+    Overrides whose value is None are ignored, so a parameters cell can hold ``epochs = None``.
+    """
+    profile = profile or os.environ.get(ENV_PROFILE) or DEFAULT_PROFILE
+    if profile not in PROFILES:
+        raise ValueError(f"Unknown profile {profile!r}: choose one of {', '.join(PROFILES)}.")
+    settings = copy.deepcopy(PROFILES[profile])
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        settings[name] = value
+    data_dir = data_dir or os.environ.get(ENV_DATA_DIR) or None
+    run_dir = run_dir or os.environ.get(ENV_RUN_DIR) or None
+    root = repo_root()
+    run_path = Path(run_dir).expanduser() if run_dir else root / "runs" / profile
+    if not run_path.is_absolute():
+        run_path = (Path.cwd() / run_path) if run_dir else run_path
+    data_path = Path(data_dir).expanduser().resolve() if data_dir else None
+    return Config(profile=profile, run_dir=run_path.resolve(), data_dir=data_path, settings=settings)
+
+
+def phantom_dir(cfg: Config) -> Path:
+    """Where the built-in phantom dataset for this profile lives (gitignored data/ folder)."""
+    counts = cfg.phantom_per_class
+    name = f"phantoms-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{cfg.settings.get('phantom_seed', 0)}"
+    return repo_root() / "data" / name
+
+
+def class_index(name: str) -> int:
+    """Index of a class name in CLASSES (case-insensitive)."""
+    for i, c in enumerate(CLASSES):
+        if c.lower() == name.lower():
+            return i
+    raise ValueError(f"Unknown class {name!r}: expected one of {CLASSES}.")
