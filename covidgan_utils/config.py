@@ -29,7 +29,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Tiny: every notebook runs in seconds; for tests and CI. Numbers mean nothing.
     "smoke": {
         "image_size": 32,
-        "width": 0.125,
+        "torch_width": 0.125,
+        "tf_width": 0.125,
         "phantom_per_class": {"COVID": 30, "Normal": 40},
         "phantom_size": 64,
         "train_per_class": {"COVID": 18, "Normal": 26},
@@ -49,7 +50,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # Laptop walkthrough: the paper's counts on phantoms, reduced size/width/epochs.
     "demo": {
         "image_size": 64,
-        "width": 0.5,
+        "torch_width": 0.5,
+        "tf_width": 0.5,
         "phantom_per_class": {"COVID": 403, "Normal": 721},
         "phantom_size": 128,
         "train_per_class": dict(PAPER_TRAIN),
@@ -69,7 +71,8 @@ PROFILES: dict[str, dict[str, Any]] = {
     # The report's settings: real data, 128x128, width 1, 1000 epochs, ImageNet VGG16.
     "paper": {
         "image_size": 128,
-        "width": 1.0,
+        "torch_width": 1.0,
+        "tf_width": 1.0,
         "phantom_per_class": {"COVID": 403, "Normal": 721},
         "phantom_size": 256,
         "train_per_class": dict(PAPER_TRAIN),
@@ -151,7 +154,7 @@ class Config:
             f"profile   : {self.profile}\n"
             f"data      : {data}\n"
             f"run dir   : {rel(self.run_dir)}\n"
-            f"image size: {s['image_size']} px, GAN width x{s['width']}\n"
+            f"image size: {s['image_size']} px, GAN width torch x{s['torch_width']} / tf x{s['tf_width']}\n"
             f"split     : train {s['train_per_class']}, val {s['val_per_class']}"
         )
 
