@@ -19,6 +19,7 @@ import numpy as np
 from . import CLASSES
 from .config import Config, rel
 from .files import read_json, write_csv, write_json, write_npz
+from .progress import tqdm
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 IGNORED_FOLDERS = {"masks", "mask", "__macosx"}
@@ -163,8 +164,6 @@ def inspect_image(path: Path, min_size: int = MIN_SIZE) -> tuple[dict | None, st
 def scan(data_dir, *, skip_unreadable: bool = False, min_size: int = MIN_SIZE, progress: bool = True):
     """Find, decode-check and hash every image; returns (table, report). Raises DataError listing all problems."""
     import pandas as pd
-    from tqdm.auto import tqdm
-
     inv = find_images(data_dir)
     rows, problems = [], []
     for path, k in tqdm(inv.files, desc="checking images", disable=not progress, leave=False):
@@ -183,9 +182,9 @@ def scan(data_dir, *, skip_unreadable: bool = False, min_size: int = MIN_SIZE, p
             problems,
         )
     table = pd.DataFrame(rows, columns=["path", "label", "width", "height", "mode", "format", "bytes", "sha256"])
-    dup_mask = table.duplicated("sha256", keep="first")
-    conflicting = table.groupby("sha256")["label"].nunique()
-    conflicting = set(conflicting[conflicting > 1].index)
+    n_labels = table.groupby("sha256")["label"].nunique()
+    conflicting = set(n_labels[n_labels > 1].index)  # one picture filed under both classes: drop all copies
+    dup_mask = table.duplicated("sha256", keep="first") & ~table["sha256"].isin(conflicting)
     report = {
         "root": inv.root,
         "found": {c: int(sum(1 for _, k in inv.files if k == i)) for i, c in enumerate(CLASSES)},
@@ -254,8 +253,6 @@ def load_image(path: Path, image_size: int) -> np.ndarray:
 
 def build_cache(root: Path, paths, image_size: int, progress: bool = True) -> np.ndarray:
     """Decode and resize every image once: uint8 array (N, size, size, 1)."""
-    from tqdm.auto import tqdm
-
     out = np.empty((len(paths), image_size, image_size, 1), dtype=np.uint8)
     for i, p in enumerate(tqdm(paths, desc=f"decoding to {image_size}px", disable=not progress, leave=False)):
         out[i, ..., 0] = load_image(Path(root) / p, image_size)
@@ -369,7 +366,7 @@ def load_split(cfg: Config, split: str = "train", channels: int = 1, image_size:
     return images, labels
 
 
-def split_counts(manifest) -> "object":
+def split_counts(manifest) -> object:
     """Table of images per split and class."""
     return manifest.groupby(["split", "label"]).size().unstack(fill_value=0).reindex(columns=list(CLASSES))
 

@@ -1,0 +1,45 @@
+# Thin wrappers around the package; every target creates or reuses the virtual environment first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.covidgan-installed
+RUN_DIR ?= runs/demo
+DATA_DIR ?=
+
+.PHONY: setup demo test lab figures paper smoke notebooks lint clean-runs
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+## demo: the whole study on the built-in phantoms with the demo profile (about 20 min on 2 CPU cores)
+demo: setup
+	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --resume $(if $(DATA_DIR),--data-dir $(DATA_DIR))
+
+## smoke: every notebook on a tiny configuration (a few minutes)
+smoke: setup
+	$(PY) -m covidgan_utils run --profile smoke --run-dir runs/smoke --overwrite
+
+## test: unit tests and nbval notebook tests (smoke profile)
+test: setup
+	$(PY) -m pytest
+
+## lab: JupyterLab in the project's environment, for the interactive walkthrough
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+## figures: regenerate the report figures from a finished run into figures/
+figures: setup
+	$(PY) -m covidgan_utils figures --run-dir $(RUN_DIR) --out figures
+
+## paper: the report's settings on the real dataset (a GPU is strongly advised): make paper DATA_DIR=/path/to/data
+paper: setup
+	@test -n "$(DATA_DIR)" || (echo "Usage: make paper DATA_DIR=/path/to/COVID-19_Radiography_Dataset" && exit 2)
+	$(PY) -m covidgan_utils run --profile paper --data-dir $(DATA_DIR) --run-dir runs/paper --resume
+
+lint: setup
+	$(VENV)/bin/ruff check covidgan_utils tests benchmarks
