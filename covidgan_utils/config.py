@@ -162,6 +162,8 @@ class Config:
 def resolve(profile: str | None = None, data_dir: str | None = None, run_dir: str | None = None, **overrides: Any) -> Config:
     """Resolve notebook parameters: explicit value, then COVIDGAN_* env var, then profile default.
 
+    Relative ``data_dir`` / ``run_dir`` are taken relative to the repository root.
+
     Overrides whose value is None are ignored, so a parameters cell can hold ``epochs = None``.
     """
     profile = profile or os.environ.get(ENV_PROFILE) or DEFAULT_PROFILE
@@ -174,11 +176,10 @@ def resolve(profile: str | None = None, data_dir: str | None = None, run_dir: st
         settings[name] = value
     data_dir = data_dir or os.environ.get(ENV_DATA_DIR) or None
     run_dir = run_dir or os.environ.get(ENV_RUN_DIR) or None
+    # Relative paths are relative to the repository root, wherever the notebook or command runs.
     root = repo_root()
-    run_path = Path(run_dir).expanduser() if run_dir else root / "runs" / profile
-    if not run_path.is_absolute():
-        run_path = (Path.cwd() / run_path) if run_dir else run_path
-    data_path = Path(data_dir).expanduser().resolve() if data_dir else None
+    run_path = root / Path(run_dir).expanduser() if run_dir else root / "runs" / profile
+    data_path = (root / Path(data_dir).expanduser()).resolve() if data_dir else None
     return Config(profile=profile, run_dir=run_path.resolve(), data_dir=data_path, settings=settings)
 
 

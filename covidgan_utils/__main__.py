@@ -1,0 +1,65 @@
+"""Command line: ``python -m covidgan_utils {phantoms,run,figures} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _value(text: str):
+    """Parse a -p value the way papermill's -p does: int, float, None/True/False, else string."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"None": None, "True": True, "False": False}.get(text, text)
+
+
+def _run(argv) -> int:
+    from . import pipeline
+
+    ap = argparse.ArgumentParser(prog="python -m covidgan_utils run", description="Run the numbered notebooks headless with papermill.")
+    ap.add_argument("--profile", default="demo", choices=["smoke", "demo", "paper"])
+    ap.add_argument("--data-dir", default=None, help="dataset folder (COVID/, Normal/); default: built-in phantoms")
+    ap.add_argument("--run-dir", default=None, help="where artifacts go; default runs/<profile>")
+    ap.add_argument("--notebooks", default=None, help="comma list, e.g. 01,03 (default: all)")
+    ap.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"))
+    group = ap.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue a run from the first unfinished notebook")
+    group.add_argument("--overwrite", action="store_true", help="delete the run directory's previous run and start over")
+    args = ap.parse_args(argv)
+    params = {name: _value(value) for name, value in args.parameter}
+    try:
+        pipeline.run(args.profile, args.data_dir, args.run_dir, args.notebooks, params, resume=args.resume, overwrite=args.overwrite)
+    except pipeline.PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _figures(argv) -> int:
+    from . import figures
+
+    return figures.main(argv)
+
+
+def _phantoms(argv) -> int:
+    from . import phantoms
+
+    return phantoms.main(argv) or 0
+
+
+COMMANDS = {"phantoms": _phantoms, "run": _run, "figures": _figures}
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: python -m covidgan_utils {phantoms,run,figures} [options]   (add -h after a command for its options)")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Run the numbered notebooks headless with papermill, in order, into RUN/executed/.
+
+``python -m covidgan_utils run --profile demo`` is the one command behind ``make demo``.
+The run's progress lives in RUN/pipeline.json, so ``--resume`` continues where a run stopped and a
+finished run is never silently overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from . import config
+from .files import atomic_path, read_json, write_json
+
+STATE = "pipeline.json"
+
+
+class PipelineError(RuntimeError):
+    """A notebook failed or the run directory is not in a state to run."""
+
+
+def notebooks_dir() -> Path:
+    return config.repo_root() / "notebooks"
+
+
+def available_notebooks() -> list[Path]:
+    """The numbered notebooks (NN_name.ipynb) in order."""
+    return sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+
+
+def select(spec: str | None) -> list[Path]:
+    """Notebooks named by a comma list of numbers or names ("01,03"); all when spec is empty."""
+    books = available_notebooks()
+    if not spec:
+        return books
+    chosen = []
+    for token in (t.strip() for t in spec.split(",") if t.strip()):
+        match = [b for b in books if b.name.startswith(token.zfill(2) + "_") or b.stem == token]
+        if not match:
+            names = ", ".join(b.stem for b in books)
+            raise PipelineError(f"No notebook matches {token!r}. Available: {names}.")
+        chosen += [m for m in match if m not in chosen]
+    return sorted(chosen)
+
+
+def declared_parameters(notebook: Path) -> set[str]:
+    """Names assigned in the notebook's `parameters` cell."""
+    import papermill as pm
+
+    return set(pm.inspect_notebook(str(notebook)).keys())
+
+
+def run(
+    profile: str = "demo",
+    data_dir: str | None = None,
+    run_dir: str | None = None,
+    notebooks: str | None = None,
+    params: dict | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict:
+    """Execute the selected notebooks in order; returns the run state (per-notebook status and seconds)."""
+    import papermill as pm
+
+    params = dict(params or {})
+    cfg = config.resolve(profile=profile, data_dir=data_dir, run_dir=run_dir)
+    run_path = cfg.run_dir
+    state_path = run_path / STATE
+    books = select(notebooks)
+    wanted = {"profile": profile, "data_dir": data_dir, "params": params}
+    if state_path.exists() and not overwrite:
+        state = read_json(state_path)
+        if not resume:
+            raise PipelineError(
+                f"Run directory {config.rel(run_path)} already holds a run ({_done_list(state)}). "
+                "Use --resume to continue it, --overwrite to start over, or choose another --run-dir."
+            )
+        if {k: state.get(k) for k in wanted} != wanted:
+            raise PipelineError(
+                f"Run directory {config.rel(run_path)} was started with other settings "
+                f"({ {k: state.get(k) for k in wanted} }). Use --overwrite to start over or another --run-dir."
+            )
+    else:
+        if overwrite and run_path.exists():
+            _clear(run_path)
+        state = {**wanted, "notebooks": {}}
+    run_path.mkdir(parents=True, exist_ok=True)
+    write_json(state_path, state)
+    executed = run_path / "executed"
+    executed.mkdir(exist_ok=True)
+    env_before = os.environ.get("COVIDGAN_PROGRESS")
+    os.environ["COVIDGAN_PROGRESS"] = "0"
+    try:
+        for i, book in enumerate(books, 1):
+            name = book.stem
+            if state["notebooks"].get(name, {}).get("status") == "done":
+                print(f"[{i}/{len(books)}] {name}: already done, skipped (resume)")
+                continue
+            declared = declared_parameters(book)
+            given = {"profile": profile, "data_dir": data_dir, "run_dir": str(run_dir) if run_dir else None, **params}
+            unknown = [k for k in params if not any(k in declared_parameters(b) for b in books)]
+            if unknown:
+                raise PipelineError(f"Parameter(s) {unknown} are not parameters of any selected notebook.")
+            inject = {k: v for k, v in given.items() if k in declared}
+            print(f"[{i}/{len(books)}] {name} ...", end="", flush=True)
+            start = time.perf_counter()
+            out = executed / book.name
+            partial = executed / f".{book.stem}.partial.ipynb"
+            failed = executed / f"{book.stem}.failed.ipynb"
+            try:
+                pm.execute_notebook(
+                    str(book), str(partial), parameters=inject, kernel_name="python3",
+                    cwd=str(notebooks_dir()), progress_bar=False,
+                )
+            except pm.PapermillExecutionError as exc:
+                seconds = time.perf_counter() - start
+                if partial.exists():
+                    partial.replace(failed)
+                state["notebooks"][name] = {"status": "failed", "seconds": round(seconds, 1), "cell": exc.exec_count}
+                write_json(state_path, state)
+                print(" FAILED", flush=True)
+                raise PipelineError(
+                    f"{book.name} failed in cell [{exc.exec_count}] after {seconds:.0f} s: {exc.ename}: {exc.evalue}\n"
+                    f"The executed notebook with the traceback: {config.rel(failed)}"
+                ) from None
+            partial.replace(out)
+            failed.unlink(missing_ok=True)
+            seconds = time.perf_counter() - start
+            state["notebooks"][name] = {"status": "done", "seconds": round(seconds, 1)}
+            write_json(state_path, state)
+            print(f" done in {_fmt(seconds)}", flush=True)
+    finally:
+        if env_before is None:
+            os.environ.pop("COVIDGAN_PROGRESS", None)
+        else:
+            os.environ["COVIDGAN_PROGRESS"] = env_before
+    total = sum(v.get("seconds", 0) for v in state["notebooks"].values())
+    print(f"All {len(books)} notebook(s) done; total {_fmt(total)}. Executed notebooks: {config.rel(executed)}")
+    return state
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _done_list(state: dict) -> str:
+    done = [k for k, v in state.get("notebooks", {}).items() if v.get("status") == "done"]
+    return "finished: " + (", ".join(done) if done else "none")
+
+
+def _clear(run_path: Path) -> None:
+    """Remove a previous run's artifacts (only inside a folder that holds a pipeline state file)."""
+    import shutil
+
+    if not (run_path / STATE).exists() and any(run_path.iterdir()):
+        raise PipelineError(f"{config.rel(run_path)} is not a run directory of this project; refusing to delete it.")
+    shutil.rmtree(run_path)
+
+
+def clean_notebook(src: Path, dst: Path) -> None:
+    """Copy an executed notebook for committing: drop the injected-parameters cell and machine metadata."""
+    import nbformat
+
+    nb = nbformat.read(str(src), as_version=4)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+    for cell in nb.cells:
+        meta = cell.get("metadata", {})
+        for key in ("papermill", "execution", "ExecuteTime"):
+            meta.pop(key, None)
+    nb.metadata.pop("papermill", None)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    with atomic_path(dst) as tmp:
+        nbformat.write(nb, str(tmp))
