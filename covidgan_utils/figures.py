@@ -1,0 +1,243 @@
+"""Regenerate every report figure from a finished run's artifacts: no training, no notebooks.
+
+``python -m covidgan_utils figures --run-dir runs/demo --out figures`` writes one PNG per figure
+that the run has the artifacts for, and says which it skipped and why. Real X-rays are drawn only
+when the run used the built-in phantoms, so figures/ never holds images of the real database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from . import CLASSES
+from .config import rel
+from .files import read_json
+
+FRAMEWORKS = {"torch": "PyTorch", "tf": "TensorFlow"}
+
+# name -> (what it shows, the report figure it corresponds to); README lists the same.
+CATALOGUE = {
+    "data_samples": ("training images per class (phantom runs only)", "-"),
+    "tf_gan_losses": ("TensorFlow cGAN discriminator, generator and generator-test loss per epoch", "Figure 3"),
+    "torch_gan_losses": ("PyTorch cGAN discriminator and generator loss per epoch", "Figure 5"),
+    "tf_real_vs_generated": ("real images (top) vs TensorFlow-generated (bottom), per class", "Figure 6"),
+    "torch_real_vs_generated": ("real COVID, generated COVID, real normal, generated normal (PyTorch)", "Figure 7"),
+    "torch_samples_over_training": ("fixed-noise PyTorch samples at several epochs", "-"),
+    "tf_samples_over_training": ("fixed-noise TensorFlow samples at several epochs", "-"),
+    "transfer_accuracy": ("VGG16 validation accuracy per condition: mean, 95% interval, each seed", "Section 4 results"),
+}
+
+
+def _history(run_dir: Path, fw: str):
+    import pandas as pd
+
+    path = run_dir / f"{fw}_gan" / "history.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def losses(run_dir: Path, fw: str):
+    """Loss curves of one GAN (report Figures 3 and 5)."""
+    from .plotting import history_plot
+
+    history = _history(run_dir, fw)
+    if history is None:
+        return None
+    return history_plot(history, title=f"{FRAMEWORKS[fw]} cGAN", test_column="g_test_loss")
+
+
+def _real(run_dir: Path, per_class: int):
+    """First real training images per class from the run's cache, or None for real-data runs."""
+    info = read_json(run_dir / "data" / "info.json") if (run_dir / "data" / "info.json").exists() else None
+    if not info or not info.get("phantoms"):
+        return None
+    import pandas as pd
+
+    manifest = pd.read_csv(run_dir / "data" / "manifest.csv")
+    caches = sorted((run_dir / "data").glob("arrays_*.npz"), key=lambda p: int(p.stem.split("_")[1]))
+    if not caches:
+        return None
+    with np.load(caches[-1]) as npz:
+        images = npz["images"]
+    train = (manifest["split"] == "train").to_numpy()
+    labels = manifest["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+    return {k: images[train & (labels == k)][:per_class] for k in range(len(CLASSES))}
+
+
+def _generated(run_dir: Path, fw: str, per_class: int):
+    """First generated images per class: synthetic PNGs if written, else the last training sample grid."""
+    from PIL import Image
+
+    folder = run_dir / "synthetic" / fw
+    if (folder / "manifest.csv").exists():
+        import pandas as pd
+
+        manifest = pd.read_csv(folder / "manifest.csv")
+        out = {}
+        for k, name in enumerate(CLASSES):
+            paths = manifest.loc[manifest["label"] == name, "path"].head(per_class)
+            out[k] = np.stack([np.asarray(Image.open(run_dir / p).convert("L")) for p in paths]) if len(paths) else None
+        return out
+    samples = sorted((run_dir / f"{fw}_gan" / "samples").glob("epoch_*.npz"))
+    if not samples:
+        return None
+    with np.load(samples[-1]) as npz:
+        images, labels = npz["images"], npz["labels"]
+    return {k: images[labels == k][:per_class] for k in range(len(CLASSES))}
+
+
+def _gray(images):
+    from .plotting import to_display
+
+    arr = to_display(images)
+    return arr if arr.ndim == 3 else arr.mean(axis=-1)
+
+
+def real_vs_generated(run_dir: Path, fw: str, per_class: int = 6):
+    """Real above generated (Figure 6 layout for tf; Figure 7 order for torch: real/gen COVID, real/gen normal)."""
+    from .plotting import image_grid
+
+    fake = _generated(run_dir, fw, per_class)
+    if fake is None:
+        return None
+    real = _real(run_dir, per_class)
+    rows, names = [], []
+    order = [1, 0] if fw == "torch" else [0, 1]
+    for k in order:
+        if real is not None and len(real[k]):
+            rows.append(_pad(_gray(real[k]), per_class))
+            names.append(f"real {CLASSES[k]}")
+        if fake.get(k) is not None:
+            rows.append(_pad(_gray(fake[k]), per_class))
+            names.append(f"generated {CLASSES[k]}")
+    if fw == "tf":  # report Figure 6: all real rows above all generated rows
+        pairs = sorted(zip(names, rows), key=lambda t: not t[0].startswith("real"))
+        names, rows = [n for n, _ in pairs], [r for _, r in pairs]
+    return image_grid(np.concatenate(rows), ncols=per_class, row_labels=names, suptitle=f"{FRAMEWORKS[fw]} cGAN")
+
+
+def _pad(arr, n):
+    if len(arr) >= n:
+        return arr[:n]
+    return np.concatenate([arr, np.zeros((n - len(arr), *arr.shape[1:]), arr.dtype)])
+
+
+def samples_over_training(run_dir: Path, fw: str, max_epochs: int = 6, per_class: int = 4):
+    """Fixed-noise samples at up to ``max_epochs`` saved epochs, one row per epoch."""
+    from .plotting import image_grid
+
+    files = sorted((run_dir / f"{fw}_gan" / "samples").glob("epoch_*.npz"))
+    if not files:
+        return None
+    picks = [files[int(i)] for i in np.unique(np.linspace(0, len(files) - 1, min(max_epochs, len(files))).round())]
+    rows, names = [], []
+    for f in picks:
+        with np.load(f) as npz:
+            images, labels = _gray(npz["images"]), npz["labels"]
+        row = np.concatenate([_pad(images[labels == k], per_class) for k in range(len(CLASSES))])
+        rows.append(row)
+        names.append(f"epoch {int(f.stem.split('_')[1])}")
+    title = f"{FRAMEWORKS[fw]} samples over training (left {per_class}: Normal, right {per_class}: COVID)"
+    return image_grid(np.concatenate(rows), ncols=2 * per_class, row_labels=names, suptitle=title)
+
+
+def transfer_accuracy(run_dir: Path):
+    """Accuracy per condition with its 95% interval and one dot per seed, report numbers as reference lines."""
+    import matplotlib.pyplot as plt
+
+    path = run_dir / "transfer" / "results.json"
+    if not path.exists():
+        return None
+    results = read_json(path)["conditions"]
+    names = list(results)
+    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
+    for i, name in enumerate(names):
+        c = results[name]
+        low, high = c["accuracy_ci"]
+        ax.bar(i, c["accuracy"], color=f"C{i}", alpha=0.6)
+        ax.errorbar(i, c["accuracy"], yerr=[[c["accuracy"] - low], [high - c["accuracy"]]], color="k", capsize=4)
+        seeds = [s["accuracy"] for s in c.get("per_seed", [])]
+        ax.scatter(np.full(len(seeds), i) + np.linspace(-0.15, 0.15, len(seeds)), seeds, color="k", s=12, zorder=3)
+    for value, label in [(0.958, "report: real 0.958"), (0.974, "report: +PyTorch GAN 0.974"), (0.98, "report: +TF GAN 0.98")]:
+        ax.axhline(value, ls=":", lw=1, color="gray")
+        ax.text(len(names) - 0.5, value, label, fontsize=7, va="bottom", ha="right", color="gray")
+    ax.set_xticks(range(len(names)), names, rotation=20)
+    lows = [results[n]["accuracy_ci"][0] for n in names]
+    ax.set_ylim(max(0.0, min(lows) - 0.05), 1.0)
+    ax.set_ylabel("validation accuracy")
+    ax.set_title("VGG16, last layer trained: mean over seeds, 95% interval, seeds as dots")
+    fig.tight_layout()
+    return fig
+
+
+def data_samples(run_dir: Path, per_class: int = 8):
+    from .plotting import image_grid
+
+    real = _real(run_dir, per_class)
+    if real is None:
+        return None
+    rows = np.concatenate([_pad(_gray(real[k]), per_class) for k in range(len(CLASSES))])
+    return image_grid(rows, ncols=per_class, row_labels=list(CLASSES), suptitle="Phantom training images")
+
+
+def make_all(run_dir, out_dir=None) -> dict:
+    """Draw every figure the run has artifacts for into RUN/figures/ (and copy to out_dir); returns name -> path or reason."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .plotting import save_fig, set_theme
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"Run directory {run_dir} does not exist. Fix: run the notebooks first (make demo).")
+    set_theme()
+    makers = {
+        "data_samples": lambda: data_samples(run_dir),
+        "tf_gan_losses": lambda: losses(run_dir, "tf"),
+        "torch_gan_losses": lambda: losses(run_dir, "torch"),
+        "tf_real_vs_generated": lambda: real_vs_generated(run_dir, "tf"),
+        "torch_real_vs_generated": lambda: real_vs_generated(run_dir, "torch"),
+        "torch_samples_over_training": lambda: samples_over_training(run_dir, "torch"),
+        "tf_samples_over_training": lambda: samples_over_training(run_dir, "tf"),
+        "transfer_accuracy": lambda: transfer_accuracy(run_dir),
+    }
+    done = {}
+    for name, make in makers.items():
+        fig = make()
+        if fig is None:
+            done[name] = "skipped: the run has no artifacts for it (or it would show real X-rays)"
+            continue
+        path = save_fig(fig, name, run_dir)
+        plt.close(fig)
+        if out_dir is not None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, Path(out_dir) / path.name)
+            path = Path(out_dir) / path.name
+        done[name] = path
+    return done
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m covidgan_utils figures", description=__doc__.splitlines()[0])
+    ap.add_argument("--run-dir", required=True, help="a finished run directory, e.g. runs/demo")
+    ap.add_argument("--out", default=None, help="also copy the PNGs here (e.g. figures/)")
+    args = ap.parse_args(argv)
+    from .config import repo_root
+
+    run_dir = Path(args.run_dir)
+    run_dir = run_dir if run_dir.is_absolute() else repo_root() / run_dir
+    try:
+        done = make_all(run_dir, args.out)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}")
+        return 1
+    for name, where in done.items():
+        what, report = CATALOGUE[name]
+        shown = rel(where) if isinstance(where, Path) else where
+        print(f"{name:28s} {report:18s} {shown}")
+    return 0

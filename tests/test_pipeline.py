@@ -1,0 +1,61 @@
+"""The headless runner: papermill execution, state file, resume, refusing to clobber a run."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from covidgan_utils import config, pipeline
+
+
+def test_select_notebooks_by_number_and_errors():
+    books = pipeline.available_notebooks()
+    assert books and books[0].name.startswith("01_")
+    assert [b.name for b in pipeline.select("01")] == [books[0].name]
+    with pytest.raises(pipeline.PipelineError, match="No notebook matches '99'"):
+        pipeline.select("01,99")
+
+
+def test_every_notebook_declares_the_contract_parameters():
+    for book in pipeline.available_notebooks():
+        declared = pipeline.declared_parameters(book)
+        assert {"profile", "data_dir", "run_dir"} <= declared, book.name
+        if book.name.startswith(("02_", "03_")):
+            assert {"epochs", "checkpoint_every"} <= declared, book.name
+        if book.name.startswith("05_"):
+            assert "vgg_weights" in declared, book.name
+
+
+@pytest.mark.slow
+def test_run_refuses_to_clobber_and_resumes(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "covidgan_utils", "run", "--profile", "smoke", "--run-dir", str(run_dir), "--notebooks", "01"]
+    first = subprocess.run(cmd, capture_output=True, text=True, cwd=config.repo_root())
+    assert first.returncode == 0, first.stderr
+    assert "[1/1] 01_data_exploration ... done in" in first.stdout
+    assert (run_dir / "executed" / "01_data_exploration.ipynb").exists()
+    assert (run_dir / "data" / "manifest.csv").exists()
+    state = json.loads((run_dir / "pipeline.json").read_text())
+    assert state["notebooks"]["01_data_exploration"]["status"] == "done"
+
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=config.repo_root())
+    assert again.returncode == 1 and "--resume" in again.stderr and "--overwrite" in again.stderr
+
+    resumed = subprocess.run(cmd + ["--resume"], capture_output=True, text=True, cwd=config.repo_root())
+    assert resumed.returncode == 0 and "already done, skipped" in resumed.stdout
+
+    bad = subprocess.run(cmd + ["--overwrite", "-p", "nonsense", "1"], capture_output=True, text=True, cwd=config.repo_root())
+    assert bad.returncode == 1 and "nonsense" in bad.stderr
+
+
+def test_failing_notebook_is_named_with_its_cell(tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(pipeline.PipelineError) as err:
+        # a data_dir that does not exist makes notebook 01 stop in its data cell
+        pipeline.run("smoke", data_dir=str(tmp_path / "no-such-folder"), run_dir=str(run_dir), notebooks="01")
+    message = str(err.value)
+    assert "01_data_exploration.ipynb failed in cell" in message and "DataError" in message
+    assert (run_dir / "executed" / "01_data_exploration.failed.ipynb").exists()
+    state = json.loads((run_dir / "pipeline.json").read_text())
+    assert state["notebooks"]["01_data_exploration"]["status"] == "failed"
