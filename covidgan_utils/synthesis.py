@@ -1,0 +1,244 @@
+"""Generate synthetic X-rays with a trained cGAN and write them as PNG files plus a manifest.
+
+Layout (CONTRACT): RUN/synthetic/<torch|tf>/<COVID|Normal>/*.png and
+RUN/synthetic/<torch|tf>/manifest.csv with columns ``path,label,seed`` (path relative to RUN).
+A framework folder appears complete or not at all: everything is written into a hidden
+temporary folder that is renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from . import CLASSES
+from .config import rel
+from .files import read_json, write_csv, write_json
+
+FRAMEWORKS = ("torch", "tf")
+GAN_FOLDERS = {"torch": "torch_gan", "tf": "tf_gan"}
+GAN_NOTEBOOKS = {"torch": "notebooks/02_pytorch_cgan.ipynb", "tf": "notebooks/03_tensorflow_cgan.ipynb"}
+NOTEBOOK_04 = "notebooks/04_synthetic_data.ipynb"
+MANIFEST_COLUMNS = ["path", "label", "seed"]
+MIN_RANGE = 2  # an image whose pixel values span fewer gray levels than this is blank/constant
+
+
+class SyntheticImageError(ValueError):
+    """Generated images failed the checks; the message lists every bad image."""
+
+
+def plan(train_counts: dict, target_per_class) -> dict:
+    """How many images each class needs to reach the target (paper: 331/601 -> 669 COVID + 399 Normal)."""
+    counts = {_class_name(k): int(v) for k, v in train_counts.items()}
+    targets = target_per_class if isinstance(target_per_class, dict) else {c: target_per_class for c in counts}
+    targets = {_class_name(k): int(v) for k, v in targets.items()}
+    missing = [c for c in counts if c not in targets]
+    if missing:
+        raise ValueError(f"No target for class(es) {missing}; give target_per_class as an int or a dict per class.")
+    return {c: max(0, targets[c] - counts[c]) for c in CLASSES if c in counts}
+
+
+def framework_dir(run_dir, framework: str) -> Path:
+    """RUN/synthetic/<framework>."""
+    _check_framework(framework)
+    return Path(run_dir) / "synthetic" / framework
+
+
+def check_images(images, image_size: int | None = None) -> np.ndarray:
+    """Return the images as uint8 (N,H,W,C) or raise SyntheticImageError listing every bad one.
+
+    Rejected: NaN/inf values, blank or constant images, wrong size or channel count.
+    Float images are taken to be in [0, 1]; uint8 images are used as they are.
+    """
+    arr = np.asarray(images)
+    problems = []
+    if arr.ndim != 4 or arr.shape[-1] not in (1, 3):
+        raise SyntheticImageError(f"Expected images shaped (N, H, W, 1|3), got {arr.shape}.")
+    n, h, w, _ = arr.shape
+    if image_size is not None and (h, w) != (image_size, image_size):
+        raise SyntheticImageError(f"Generated images are {h}x{w} px, expected {image_size}x{image_size}.")
+    if h != w:
+        raise SyntheticImageError(f"Generated images are not square ({h}x{w} px).")
+    if arr.dtype != np.uint8:
+        arr = arr.astype(np.float64)
+        bad = ~np.isfinite(arr).reshape(n, -1).all(axis=1)
+        problems += [(i, "contains NaN or infinite values") for i in np.flatnonzero(bad)]
+        arr = np.round(np.clip(np.nan_to_num(arr, nan=0.0), 0.0, 1.0) * 255).astype(np.uint8)
+    flat = arr.reshape(n, -1)
+    spread = flat.max(axis=1).astype(int) - flat.min(axis=1).astype(int)
+    flagged = {i for i, _ in problems}
+    problems += [(i, f"is blank/constant (pixel range {spread[i]})") for i in np.flatnonzero(spread < MIN_RANGE) if i not in flagged]
+    if problems:
+        problems.sort()
+        shown = "\n".join(f"  - image {i}: {why}" for i, why in problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise SyntheticImageError(
+            f"{len(problems)} of {n} generated image(s) failed the checks; nothing was written:\n{shown}{more}\n"
+            "Fix: the generator may have diverged or collapsed; look at its samples and loss curves in "
+            "notebook 02/03, train longer or resume from an earlier checkpoint."
+        )
+    return arr
+
+
+def _sample(framework: str, generator, labels: np.ndarray, seed: int) -> np.ndarray:
+    if framework == "torch":
+        from . import torch_gan as gan
+    else:
+        from . import tf_gan as gan
+    return gan.sample(generator, labels, seed=seed)
+
+
+def chunk_seed(seed: int, class_index: int, chunk: int) -> int:
+    """Seed of one generation batch: derived from (seed, class, batch number), so any image can be regenerated."""
+    return int(np.random.SeedSequence([seed, class_index, chunk]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def generate(
+    framework: str,
+    generator,
+    plan: dict,
+    out_dir,
+    seed: int = 0,
+    progress: bool = True,
+    *,
+    image_size: int | None = None,
+    batch_size: int = 64,
+    overwrite: bool = False,
+    sample_fn=None,
+):
+    """Generate ``plan`` images per class, check them, write PNGs + manifest atomically; return the manifest.
+
+    ``out_dir`` is RUN/synthetic/<framework>; manifest paths are relative to RUN (two levels up).
+    An existing folder made with the same plan and seed is reused; a different one raises unless
+    ``overwrite=True``. ``sample_fn(generator, labels, seed)`` replaces the framework's ``sample`` (tests).
+    """
+    import pandas as pd
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    _check_framework(framework)
+    out_dir = Path(out_dir)
+    plan = {_class_name(k): int(v) for k, v in plan.items()}
+    plan = {c: plan[c] for c in CLASSES if c in plan}  # always Normal then COVID
+    settings = {"framework": framework, "plan": plan, "seed": int(seed), "batch_size": int(batch_size)}
+    if (out_dir / "manifest.csv").exists():
+        old = _read_settings(out_dir)
+        if old == settings and not overwrite:
+            if progress:
+                print(f"{rel(out_dir)} already holds this plan (seed {seed}): reusing it.")
+            return pd.read_csv(out_dir / "manifest.csv")
+        if not overwrite:
+            raise FileExistsError(
+                f"{rel(out_dir)} already holds synthetic images made with other settings ({old}). "
+                "Fix: pass overwrite=True to replace them, or use another run_dir."
+            )
+    sample_fn = sample_fn or (lambda g, labels, s: _sample(framework, g, labels, s))
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    rows = []
+    try:
+        total = sum(plan.values())
+        bar = tqdm(total=total, desc=f"generating ({framework})", disable=not progress, leave=False)
+        for name, count in plan.items():
+            k = CLASSES.index(name)
+            (tmp / name).mkdir()
+            for chunk, start in enumerate(range(0, count, batch_size)):
+                n = min(batch_size, count - start)
+                s = chunk_seed(seed, k, chunk)
+                images = check_images(sample_fn(generator, np.full(n, k, dtype=np.int64), s), image_size)
+                if len(images) != n:
+                    raise SyntheticImageError(f"The generator returned {len(images)} images for {n} labels.")
+                for j, img in enumerate(images):
+                    rel_path = f"{name}/{name}-{start + j:05d}.png"
+                    _write_png(tmp / rel_path, img, Image)
+                    rows.append({"path": f"synthetic/{framework}/{rel_path}", "label": name, "seed": s})
+                bar.update(n)
+        bar.close()
+        manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
+        write_json(tmp / "settings.json", settings)
+        write_csv(tmp / "manifest.csv", manifest)
+        _swap_into_place(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if progress:
+        print(f"wrote {len(manifest)} images to {rel(out_dir)} ({', '.join(f'{v} {k}' for k, v in plan.items())})")
+    return manifest
+
+
+def load_synthetic(run_dir, framework: str, image_size: int | None = None, channels: int = 1):
+    """Synthetic images (uint8 (N,H,W,channels), resized to image_size) and int64 labels from RUN/synthetic/<fw>."""
+    import pandas as pd
+    from PIL import Image
+
+    folder = framework_dir(run_dir, framework)
+    if not (folder / "manifest.csv").exists():
+        raise FileNotFoundError(
+            f"No synthetic {framework} images in {rel(folder)}. Run {NOTEBOOK_04} first "
+            f"(it needs the generator trained by {GAN_NOTEBOOKS[framework]})."
+        )
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, not {channels}")
+    manifest = pd.read_csv(folder / "manifest.csv")
+    images = []
+    for p in manifest["path"]:
+        with Image.open(Path(run_dir) / p) as img:
+            img = img.convert("L")
+            if image_size is not None and img.size != (image_size, image_size):
+                img = img.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            images.append(np.asarray(img, dtype=np.uint8))
+    if images:
+        arr = np.stack(images)[..., None]
+    else:
+        arr = np.zeros((0, image_size or 0, image_size or 0, 1), np.uint8)
+    if channels == 3:
+        arr = np.repeat(arr, 3, axis=-1)
+    labels = manifest["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy(np.int64)
+    return arr, labels
+
+
+def available(run_dir) -> list[str]:
+    """Frameworks whose synthetic images exist in the run directory."""
+    return [fw for fw in FRAMEWORKS if (framework_dir(run_dir, fw) / "manifest.csv").exists()]
+
+
+def _write_png(path: Path, img: np.ndarray, Image) -> None:
+    """Gray images (1 channel, or 3 equal channels) are stored as 8-bit gray PNG."""
+    if img.shape[-1] == 3 and not (np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])):
+        Image.fromarray(img, mode="RGB").save(path)
+    else:
+        Image.fromarray(img[..., 0]).save(path)
+
+
+def _swap_into_place(tmp: Path, out_dir: Path) -> None:
+    """Rename the finished temporary folder onto out_dir; an old folder is moved away first, then deleted."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _read_settings(out_dir: Path) -> dict | None:
+    path = out_dir / "settings.json"
+    return read_json(path) if path.exists() else None
+
+
+def _check_framework(framework: str) -> None:
+    if framework not in FRAMEWORKS:
+        raise ValueError(f"framework must be one of {FRAMEWORKS}, not {framework!r}")
+
+
+def _class_name(name) -> str:
+    if isinstance(name, (int, np.integer)):
+        return CLASSES[int(name)]
+    for c in CLASSES:
+        if str(name).lower() == c.lower():
+            return c
+    raise ValueError(f"Unknown class {name!r}: expected one of {CLASSES}.")

@@ -1,0 +1,404 @@
+"""VGG16 transfer learning with only the last layer trained, on real and GAN-augmented data.
+
+How the computation is organised (and why it is exact):
+- Only ``classifier[6]`` (the final Linear, 4096 -> 2) is trained; everything before it is frozen.
+- The frozen part runs in eval mode, so its two Dropout layers (classifier[2] and classifier[5])
+  are the identity and the frozen network is a fixed function of the image. Its output
+  (the 4096 features after classifier[5]) is therefore computed ONCE per image and cached;
+  training the head on the cached features is the same computation as re-running the frozen
+  layers every epoch (``train_head_plain`` does that; a test and the benchmark compare them).
+- Grayscale X-rays are repeated to 3 channels and normalised with the ImageNet mean/std.
+- Input size = cfg.vgg_image_size: 128 in the paper profile because the report resized every
+  image to 128x128; smaller in the faster profiles. VGG16's adaptive average pool makes any
+  size >= 32 work (five 2x2 max-pools need at least 32 px to leave one pixel).
+- Head: cross-entropy on 2 outputs, Adam lr 1e-3 (the Keras default the report's code relied on),
+  batch 32, 20 epochs (paper), no class weights (paper), head init N(0, 0.01) like torchvision's VGG.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import CLASSES
+from .config import rel
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+N_FEATURES = 4096
+MIN_IMAGE_SIZE = 32
+CONDITIONS = ("real", "real+torch", "real+tf", "synthetic-only:torch", "synthetic-only:tf")
+NOTEBOOK_04 = "notebooks/04_synthetic_data.ipynb"
+
+
+# ----------------------------------------------------------------------------- the network
+
+
+def imagenet_cache_file() -> Path:
+    """Where torchvision keeps the ImageNet VGG16 weights once downloaded (the torch hub cache)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(VGG16_URL).name
+
+
+def _shown_cache() -> str:
+    """The cache file path with the home folder shown as ~ (no machine paths in outputs)."""
+    path = imagenet_cache_file()
+    try:
+        return "~/" + path.relative_to(Path.home()).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _missing_weights_message(reason: str) -> str:
+    return (
+        f"ImageNet VGG16 weights are not available ({reason}).\n"
+        f"Fix, one of:\n"
+        f"  - download {VGG16_URL} (528 MB) on a machine with internet and put it at\n"
+        f"    {_shown_cache()} (the torch hub cache; TORCH_HOME moves it), then rerun;\n"
+        f"  - or pass vgg_weights='<path to a VGG16 state_dict .pth>' (loaded with torch.load(weights_only=True));\n"
+        f"  - or pass vgg_weights=None for a random-init VGG16 (fast, for testing only: its numbers mean little)."
+    )
+
+
+def build_vgg16(weights="auto", n_outputs: int = 2, seed: int = 0, verbose: bool = True):
+    """VGG16 with a fresh ``n_outputs`` head; returns (model, info).
+
+    ``weights``: "imagenet" (torchvision download/cache; a failed download raises with the fix),
+    a path to a state_dict file, None (random init, announced loudly) or "auto" (ImageNet if the
+    weights are already in the torch hub cache, otherwise random init, announced loudly).
+    ``info["used"]`` is "imagenet", "file" or "random"; results.json records it.
+    """
+    from torchvision.models import VGG16_Weights, vgg16
+
+    info = {"requested": None if weights is None else str(weights)}
+    if weights == "auto":
+        if imagenet_cache_file().exists():
+            weights = "imagenet"
+        else:
+            info["note"] = f"auto: ImageNet weights not found at {imagenet_cache_file().name} in the torch hub cache"
+            weights = None
+    torch.manual_seed(seed)  # random init (and the unused 1000-class head) are reproducible
+    if weights is None:
+        model = vgg16(weights=None)
+        info.update(used="random", description="random-init VGG16 (no pretrained weights)")
+        _announce(
+            "VGG16 has RANDOM weights ("
+            + ("vgg_weights='auto' and " + info["note"] if "note" in info else "vgg_weights=None")
+            + "). Its transfer-learning numbers are NOT comparable with the report. For ImageNet weights, put "
+            + f"{VGG16_URL} at {_shown_cache()} or pass vgg_weights=<path to a VGG16 state_dict>.",
+            verbose,
+        )
+    elif weights == "imagenet":
+        try:
+            model = vgg16(weights=VGG16_Weights.IMAGENET1K_V1)
+        except Exception as exc:  # no internet, proxy, disk full...
+            raise RuntimeError(_missing_weights_message(f"{type(exc).__name__}: {exc}")) from exc
+        info.update(used="imagenet", description="ImageNet (torchvision IMAGENET1K_V1)")
+    else:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(_missing_weights_message(f"no file at {weights}"))
+        with torch.device("meta"):  # no time spent on a random init that is overwritten at once
+            model = vgg16(weights=None, init_weights=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for key in ("state_dict", "model"):
+            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+                state = state[key]
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items() if not k.startswith("classifier.6.")}
+        expected = {k for k in model.state_dict() if not k.startswith("classifier.6.")}
+        missing, unexpected = expected - set(state), set(state) - expected
+        if missing or unexpected:
+            raise ValueError(
+                f"{path.name} is not a VGG16 state_dict: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}. "
+                "Fix: save it with torch.save(torchvision.models.vgg16(...).state_dict(), path)."
+            )
+        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        wrong = [f"{k} {tuple(v.shape)} (VGG16 has {shapes[k]})" for k, v in state.items() if tuple(v.shape) != shapes[k]]
+        if wrong:
+            raise ValueError(f"{path.name} does not fit VGG16: {'; '.join(wrong[:5])}.")
+        model.load_state_dict(state, strict=False, assign=True)
+        info.update(used="file", file=path.name, description=f"state_dict from file {path.name}")
+    model.classifier[6] = new_head(N_FEATURES, n_outputs, seed)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in model.classifier[6].parameters():
+        p.requires_grad_(True)
+    model.eval()
+    return model, info
+
+
+def _announce(message: str, verbose: bool) -> None:
+    """A loud, visible warning (printed banner + Python warning): never a silent fallback."""
+    if verbose:
+        bar = "!" * 78
+        print(f"{bar}\n!! WARNING: {message}\n{bar}")
+    warnings.warn(message, stacklevel=3)
+
+
+def new_head(n_features: int = N_FEATURES, n_outputs: int = 2, seed: int = 0) -> nn.Linear:
+    """A fresh last layer, initialised like torchvision's VGG (weights N(0, 0.01), bias 0) from ``seed``."""
+    head = nn.Linear(n_features, n_outputs)
+    gen = torch.Generator().manual_seed(int(seed))
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * 0.01)
+        head.bias.zero_()
+    return head
+
+
+def preprocess(images, image_size: int, device=None) -> torch.Tensor:
+    """uint8 (N,H,W,1|3) -> float (N,3,size,size): gray repeated to 3 channels, resized, ImageNet-normalised."""
+    if image_size < MIN_IMAGE_SIZE:
+        raise ValueError(f"VGG16 needs images of at least {MIN_IMAGE_SIZE} px (five 2x2 pools), not {image_size}.")
+    x = torch.as_tensor(np.asarray(images), device=device)
+    if x.ndim != 4 or x.shape[-1] not in (1, 3):
+        raise ValueError(f"Expected images shaped (N, H, W, 1|3), got {tuple(x.shape)}.")
+    x = x.permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[1] == 1:
+        x = x.expand(-1, 3, -1, -1)
+    if x.shape[-1] != image_size or x.shape[-2] != image_size:
+        x = F.interpolate(x, size=(image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def frozen_forward(model, x: torch.Tensor) -> torch.Tensor:
+    """The frozen part of VGG16: features -> avgpool -> classifier[0..5] (call in eval mode: dropout off)."""
+    x = torch.flatten(model.avgpool(model.features(x)), 1)
+    return model.classifier[:6](x)
+
+
+@torch.no_grad()
+def extract_features(model, images, image_size: int, batch_size: int = 32, device=None, progress: bool = True, desc: str = "features"):
+    """Run the frozen network once per image; float32 (N, 4096) features after classifier[5] (eval mode)."""
+    from tqdm.auto import tqdm
+
+    device = device or next(model.parameters()).device
+    model.eval()
+    n = len(images)
+    out = np.empty((n, model.classifier[6].in_features), dtype=np.float32)
+    for start in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
+        x = preprocess(images[start : start + batch_size], image_size, device)
+        out[start : start + len(x)] = frozen_forward(model, x).float().cpu().numpy()
+    return out
+
+
+# ----------------------------------------------------------------------------- the head
+
+
+def train_head(features, labels, *, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3, seed: int = 0, device=None):
+    """Train only the last layer on cached features; returns (head, losses per epoch)."""
+    device = device or "cpu"
+    x = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=device)
+    return _fit(lambda idx: x[idx], labels, x.shape[1], epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+
+
+def train_head_plain(model, images, labels, image_size: int, *, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3, seed: int = 0):
+    """The plain way, for comparison: re-run the frozen VGG16 (eval mode) on every batch of every epoch."""
+    device = next(model.parameters()).device
+    model.eval()
+    images = np.asarray(images)
+
+    @torch.no_grad()
+    def batch(idx):
+        return frozen_forward(model, preprocess(images[idx.cpu().numpy()], image_size, device))
+
+    return _fit(batch, labels, model.classifier[6].in_features, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+
+
+def _fit(get_batch, labels, n_features: int, *, epochs, batch_size, lr, seed, device):
+    """Shared training loop: same head init, same shuffling, same optimiser for both ways."""
+    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64, device=device)
+    n = len(y)
+    head = new_head(n_features, len(CLASSES), seed).to(device)
+    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(int(seed))
+    losses = []
+    for _ in range(epochs):
+        total = torch.zeros((), device=device)
+        for idx in torch.randperm(n, generator=gen).split(batch_size):
+            idx = idx.to(device)
+            loss = F.cross_entropy(head(get_batch(idx)), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(idx)
+        losses.append(total)
+    return head, [float(v) / max(n, 1) for v in losses]  # one host sync per run, not per step
+
+
+@torch.no_grad()
+def predict_proba(head, features) -> np.ndarray:
+    """P(COVID) for cached features."""
+    device = head.weight.device
+    x = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=device)
+    return torch.softmax(head(x), dim=1)[:, 1].cpu().numpy()
+
+
+@torch.no_grad()
+def predict_proba_plain(model, head, images, image_size: int, batch_size: int = 32) -> np.ndarray:
+    """P(COVID) running the frozen network on the images (the plain way)."""
+    device = head.weight.device
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = preprocess(np.asarray(images[start : start + batch_size]), image_size, device)
+        out.append(torch.softmax(head(frozen_forward(model, x)), dim=1)[:, 1].cpu())
+    return torch.cat(out).numpy()
+
+
+# ----------------------------------------------------------------------------- the experiment
+
+
+def condition_sources(condition: str) -> list[str]:
+    """Training sources of a condition: 'real+torch' -> ['real', 'torch'], 'synthetic-only:tf' -> ['tf']."""
+    if condition == "real":
+        return ["real"]
+    if condition.startswith("real+"):
+        return ["real", condition.split("+", 1)[1]]
+    if condition.startswith("synthetic-only:"):
+        return [condition.split(":", 1)[1]]
+    raise ValueError(f"Unknown condition {condition!r}; known: {CONDITIONS}")
+
+
+def load_datasets(cfg, progress: bool = True) -> dict:
+    """Real train/val (RUN/data) and each GAN's synthetic images (RUN/synthetic) as uint8 + labels.
+
+    Returns {"real": (x, y), "val": (x, y), "torch": (x, y)?, "tf": (x, y)?, "val_paths": [...],
+    "skipped": {framework: why}}. A missing framework is reported, not an error.
+    """
+    from . import data, synthesis
+
+    real = data.load_split(cfg, "train", channels=1)
+    val = data.load_split(cfg, "val", channels=1)
+    manifest = data.read_manifest(cfg)
+    out = {"real": real, "val": val, "val_paths": manifest.loc[manifest["split"] == "val", "path"].tolist(), "skipped": {}}
+    for fw in synthesis.FRAMEWORKS:
+        try:
+            out[fw] = synthesis.load_synthetic(cfg.run_dir, fw, image_size=cfg.image_size, channels=1)
+        except FileNotFoundError as exc:
+            out["skipped"][fw] = str(exc)
+    if progress:
+        parts = [f"{name}: {len(out[name][1])}" for name in ("real", "val", "torch", "tf") if name in out]
+        print("images  " + ", ".join(parts))
+        for fw, why in out["skipped"].items():
+            print(f"skipping conditions with {fw}: {why.splitlines()[0]}")
+    return out
+
+
+def extract_all(model, datasets: dict, image_size: int, batch_size: int = 32, progress: bool = True) -> dict:
+    """Features of every image set, computed once: {name: (features, labels)} plus seconds taken."""
+    out, seconds = {}, {}
+    for name in ("real", "val", "torch", "tf"):
+        if name in datasets:
+            images, labels = datasets[name]
+            start = time.perf_counter()
+            out[name] = (extract_features(model, images, image_size, batch_size, progress=progress, desc=f"VGG16 features: {name}"), labels)
+            seconds[name] = time.perf_counter() - start
+    out["seconds"] = seconds
+    return out
+
+
+def run_conditions(
+    features: dict,
+    *,
+    conditions=CONDITIONS,
+    seeds=(0,),
+    epochs: int = 20,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    val_paths=None,
+    progress: bool = True,
+    device=None,
+):
+    """Train one head per (condition, seed) on cached features; returns (predictions, train_info, skipped).
+
+    predictions: one row per validation image, condition and seed
+    (condition, seed, path, label, prob_covid, pred). Conditions whose data is absent are skipped.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    val_x, val_y = features["val"]
+    paths = list(val_paths) if val_paths is not None else [f"val-{i:04d}" for i in range(len(val_y))]
+    runnable, skipped, info = [], {}, {}
+    for cond in conditions:
+        missing = [s for s in condition_sources(cond) if s not in features]
+        if missing:
+            skipped[cond] = f"no synthetic images from {', '.join(missing)} (run {NOTEBOOK_04})"
+            continue
+        runnable.append(cond)
+        y = np.concatenate([features[s][1] for s in condition_sources(cond)])
+        info[cond] = {"n_train": int(len(y)), "n_train_per_class": {c: int((y == k).sum()) for k, c in enumerate(CLASSES)}}
+    frames = []
+    jobs = [(c, s) for c in runnable for s in seeds]
+    for cond, seed in tqdm(jobs, desc="training heads", disable=not progress, leave=False):
+        srcs = condition_sources(cond)
+        x = np.concatenate([features[s][0] for s in srcs])
+        y = np.concatenate([features[s][1] for s in srcs])
+        head, losses = train_head(x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        prob = predict_proba(head, val_x)
+        info[cond].setdefault("final_loss", {})[int(seed)] = losses[-1] if losses else None
+        frames.append(
+            pd.DataFrame(
+                {
+                    "condition": cond,
+                    "seed": int(seed),
+                    "path": paths,
+                    "label": np.asarray(val_y, dtype=np.int64),
+                    "prob_covid": prob.astype(np.float64),
+                    "pred": (prob >= 0.5).astype(np.int64),
+                }
+            )
+        )
+    for cond, why in skipped.items():
+        if progress:
+            print(f"skipped {cond}: {why}")
+    columns = ["condition", "seed", "path", "label", "prob_covid", "pred"]
+    predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return predictions, info, skipped
+
+
+def experiment_settings(cfg, weights_info: dict, batch_size: int = 32, lr: float = 1e-3) -> dict:
+    """What results.json records about how the numbers were made."""
+    return {
+        "profile": cfg.profile,
+        "data": "phantoms" if cfg.uses_phantoms else rel(cfg.data_dir),
+        "vgg_weights": weights_info.get("used"),
+        "vgg_weights_requested": weights_info.get("requested"),
+        "vgg_weights_description": weights_info.get("description", "") + (f" ({weights_info['note']})" if "note" in weights_info else ""),
+        "vgg_image_size": int(cfg.vgg_image_size),
+        "image_size": int(cfg.image_size),
+        "epochs": int(cfg.vgg_epochs),
+        "batch_size": batch_size,
+        "optimizer": f"Adam lr {lr:g}",
+        "class_weights": None,
+        "trained": "classifier[6] only (4096 -> 2); frozen layers in eval mode (dropout off), features cached once per image",
+        "seeds": [int(s) for s in cfg.seeds],
+    }
+
+
+def run_experiment(cfg, conditions=CONDITIONS, progress: bool = True, device=None, write: bool = True) -> dict:
+    """The whole of notebook 05 in one call: data, VGG16, features, heads, metrics, results.json."""
+    from . import evaluation
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    datasets = load_datasets(cfg, progress=progress)
+    model, weights_info = build_vgg16(cfg.vgg_weights, verbose=progress)
+    model.to(device)
+    features = extract_all(model, datasets, cfg.vgg_image_size, progress=progress)
+    predictions, info, skipped = run_conditions(
+        features, conditions=conditions, seeds=cfg.seeds, epochs=cfg.vgg_epochs, val_paths=datasets["val_paths"], progress=progress, device=device
+    )
+    settings = experiment_settings(cfg, weights_info)
+    results = evaluation.summarize(predictions, train_info=info, skipped=skipped, settings=settings)
+    results["feature_seconds"] = {k: round(v, 2) for k, v in features["seconds"].items()}
+    if write:
+        evaluation.write_results(cfg.run_dir, results, predictions)
+    return results

@@ -1,0 +1,135 @@
+"""Evaluation: metrics, Wilson/bootstrap intervals, exact McNemar, the results.json summary (known small arrays)."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from covidgan_utils import evaluation
+
+Z = 1.959963984540054  # 97.5% normal quantile
+
+
+def wilson_by_hand(k, n):
+    p = k / n
+    centre = (p + Z**2 / (2 * n)) / (1 + Z**2 / n)
+    half = Z / (1 + Z**2 / n) * math.sqrt(p * (1 - p) / n + Z**2 / (4 * n**2))
+    return centre - half, centre + half
+
+
+def test_perfect_predictions():
+    y = np.array([0, 0, 0, 1, 1])
+    m = evaluation.metrics(y, [0.1, 0.2, 0.3, 0.9, 0.8])
+    assert m["accuracy"] == 1.0 and m["sensitivity"] == 1.0 and m["specificity"] == 1.0 and m["roc_auc"] == 1.0
+    assert m["confusion_matrix"] == [[3, 0], [0, 2]]
+    assert m["accuracy_ci"][1] == pytest.approx(1.0)
+    assert m["accuracy_ci"][0] == pytest.approx(5 / (5 + Z**2))  # Wilson lower bound when all are right
+
+
+def test_metrics_on_known_arrays():
+    y = np.array([1, 1, 1, 0, 0, 0, 0, 0])
+    prob = np.array([0.9, 0.6, 0.4, 0.7, 0.2, 0.1, 0.3, 0.45])
+    m = evaluation.metrics(y, prob)
+    # preds 1 1 0 1 0 0 0 0: TP 2, FN 1, FP 1, TN 4
+    assert m["confusion_matrix"] == [[4, 1], [1, 2]]
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["sensitivity"] == pytest.approx(2 / 3)
+    assert m["specificity"] == pytest.approx(4 / 5)
+    # AUC: of the 15 (COVID, Normal) pairs, COVID scores higher in 5 + 4 + 3 = 12
+    assert m["roc_auc"] == pytest.approx(12 / 15)
+    assert m["accuracy_ci"] == pytest.approx(list(wilson_by_hand(6, 8)))
+
+
+def test_wilson_interval_for_the_report_numbers():
+    low, high = evaluation.wilson_ci(184, 192)  # the report's 0.958 baseline
+    assert (low, high) == pytest.approx(wilson_by_hand(184, 192))
+    assert 0.91 < low < 0.93 and 0.97 < high < 0.985
+
+
+def test_bootstrap_interval():
+    assert evaluation.bootstrap_ci(np.ones(50)) == [1.0, 1.0]
+    correct = np.r_[np.ones(100), np.zeros(100)]
+    low, high = evaluation.bootstrap_ci(correct, seed=0)
+    assert low < 0.5 < high and high - low < 0.2
+    assert evaluation.bootstrap_ci(correct, seed=0) == [low, high]
+
+
+def test_mcnemar_known_tables():
+    y = np.zeros(10, int)
+    a = np.array([0, 0, 0, 0, 0, 1, 1, 1, 0, 0])  # a wrong on 5,6,7
+    b = np.zeros(10, int)  # b right everywhere
+    t = evaluation.mcnemar_test(y, a, b)
+    assert t["table"] == [[7, 0], [3, 0]]
+    assert t["pvalue"] == pytest.approx(0.25)  # 3 vs 0 discordant: 2 * 0.5**3
+    b2 = a.copy()
+    b2[[5, 6, 7]] = 0
+    b2[[0, 1]] = 1  # a right / b wrong on 0, 1 ; a wrong / b right on 5, 6, 7
+    t2 = evaluation.mcnemar_test(y, a, b2)
+    assert t2["a_only"] == 2 and t2["b_only"] == 3
+    assert t2["pvalue"] == pytest.approx(1.0)
+    best = evaluation.report_mcnemar_best_case(192)
+    assert best["real+torch"]["images_gained"] == 3 and best["real+tf"]["images_gained"] == 4
+    assert best["real+torch"]["best_case_pvalue"] == pytest.approx(0.25)
+    assert best["real+tf"]["best_case_pvalue"] == pytest.approx(0.125)
+
+
+def fake_predictions(n=40, seeds=(0, 1, 2), conditions=("real", "real+torch"), seed=0):
+    """Predictions with known structure: 'real+torch' fixes exactly 4 images that 'real' gets wrong."""
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.ones(n // 2, int), np.zeros(n - n // 2, int)]
+    rows = []
+    for cond in conditions:
+        for s in seeds:
+            prob = np.where(y == 1, 0.8, 0.2) + rng.normal(0, 0.01, n)
+            if cond == "real":
+                prob[:4] = 0.3  # four COVID images missed by every seed
+            rows.append(pd.DataFrame({"condition": cond, "seed": s, "path": [f"v{i}" for i in range(n)], "label": y, "prob_covid": prob, "pred": (prob >= 0.5).astype(int)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_summarize_contract_and_values(tmp_path):
+    preds = fake_predictions()
+    results = evaluation.summarize(preds, train_info={"real": {"n_train": 100}, "real+torch": {"n_train": 200}}, settings={"vgg_weights": "random"})
+    assert set(results["conditions"]) == {"real", "real+torch"}
+    for c in results["conditions"].values():
+        for key in ("accuracy", "accuracy_ci", "sensitivity", "specificity", "roc_auc", "n_train", "n_val", "seeds", "per_seed"):
+            assert key in c
+        assert c["seeds"] == [0, 1, 2] and len(c["per_seed"]) == 3 and c["n_val"] == 40
+        low, high = c["accuracy_ci"]
+        assert low <= c["accuracy"] <= high
+    real = results["conditions"]["real"]
+    assert real["accuracy"] == pytest.approx(36 / 40) and real["sensitivity"] == pytest.approx(16 / 20)
+    assert real["confusion_matrix_all_seeds"] == [[60, 0], [12, 48]]
+    assert results["conditions"]["real+torch"]["accuracy"] == 1.0
+    assert results["mcnemar"]["real+torch"] == pytest.approx(2 * 0.5**4)
+    assert results["mcnemar_detail"]["real+torch"]["per_seed_pvalues"] == pytest.approx([0.125] * 3)
+    assert results["vgg_weights"] == "random"
+    paths = evaluation.write_results(tmp_path, results, preds)
+    loaded = json.loads(paths["results"].read_text())
+    assert loaded["conditions"]["real"]["n_train"] == 100
+    csv = pd.read_csv(paths["predictions"])
+    assert list(csv.columns) == ["condition", "seed", "path", "label", "prob_covid", "pred"] and len(csv) == 240
+    table = evaluation.results_table(results)
+    assert list(table.index) == ["real", "real+torch"]
+    boot = evaluation.summarize(preds, ci="bootstrap")
+    assert boot["conditions"]["real+torch"]["accuracy_ci"] == [1.0, 1.0]
+
+
+def test_majority_vote_and_nan_safe_json():
+    preds = fake_predictions(n=6, seeds=(0, 1), conditions=("real",))
+    preds.loc[(preds["seed"] == 1) & (preds["path"] == "v0"), ["prob_covid", "pred"]] = [0.9, 1]
+    _, y, vote, prob = evaluation.majority_vote(preds, "real")
+    assert vote[0] == 1 and prob[0] == pytest.approx(0.6)  # a 1-1 tie broken by the mean probability
+    one_class = preds[preds["label"] == 1]
+    results = evaluation.summarize(one_class)
+    assert results["conditions"]["real"]["roc_auc"] is None and results["conditions"]["real"]["specificity"] is None
+    json.dumps(results, allow_nan=False)
+
+
+def test_reading_is_computed_from_the_numbers():
+    results = evaluation.summarize(fake_predictions(n=192))
+    text = "\n".join(evaluation.reading(results))
+    assert "one image = 0.52 accuracy points" in text
+    assert "+4.0 images" in text and "real+torch" in text

@@ -1,0 +1,124 @@
+"""Synthesis: the generation plan, checked images, atomic PNG + manifest writing (stand-in generators)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from covidgan_utils import CLASSES, synthesis
+from covidgan_utils.config import PAPER_TRAIN
+
+SIZE = 32  # small for testing
+
+
+def fake_sample(generator, labels, seed):
+    """A stand-in generator: seeded noise plus a class-dependent bright square (uint8, 3 equal channels like torch)."""
+    rng = np.random.default_rng(seed)
+    imgs = rng.integers(0, 120, (len(labels), SIZE, SIZE, 1), dtype=np.uint8)
+    for i, k in enumerate(labels):
+        imgs[i, 4 + 8 * k : 12 + 8 * k, 4:12] = 250
+    return np.repeat(imgs, 3, axis=-1)
+
+
+def test_plan_paper_numbers():
+    plan = synthesis.plan(PAPER_TRAIN, 1000)
+    assert plan == {"Normal": 399, "COVID": 669}
+    assert sum(plan.values()) == 1068
+
+
+def test_plan_edge_cases():
+    assert synthesis.plan({"covid": 10, "NORMAL": 50}, 30) == {"Normal": 0, "COVID": 20}
+    assert synthesis.plan({"COVID": 10, "Normal": 5}, {"COVID": 12, "Normal": 9}) == {"Normal": 4, "COVID": 2}
+    with pytest.raises(ValueError, match="Unknown class"):
+        synthesis.plan({"Pneumonia": 3}, 10)
+
+
+def test_generate_writes_pngs_and_manifest(tmp_path):
+    out = synthesis.framework_dir(tmp_path, "torch")
+    plan = {"COVID": 7, "Normal": 5}
+    manifest = synthesis.generate("torch", None, plan, out, seed=3, progress=False, image_size=SIZE, batch_size=4, sample_fn=fake_sample)
+    assert list(manifest.columns) == ["path", "label", "seed"]
+    assert manifest["label"].value_counts().to_dict() == {"COVID": 7, "Normal": 5}
+    on_disk = pd.read_csv(out / "manifest.csv")
+    pd.testing.assert_frame_equal(on_disk, manifest)
+    for p in manifest["path"]:
+        assert p.startswith("synthetic/torch/")
+        with Image.open(tmp_path / p) as img:
+            assert img.size == (SIZE, SIZE) and img.mode == "L"
+    assert sorted(q.name for q in out.iterdir()) == ["COVID", "Normal", "manifest.csv", "settings.json"]
+    assert not [q for q in tmp_path.joinpath("synthetic").iterdir() if q.name.startswith(".")]
+    images, labels = synthesis.load_synthetic(tmp_path, "torch", image_size=SIZE, channels=1)
+    assert images.shape == (12, SIZE, SIZE, 1) and images.dtype == np.uint8
+    assert labels.tolist() == [0] * 5 + [1] * 7  # plan order follows CLASSES: Normal then COVID
+    # regenerating from the recorded seed gives the same pixels (PNG is lossless)
+    first_covid = manifest.index[manifest["label"] == "COVID"][0]
+    again = fake_sample(None, np.full(4, CLASSES.index("COVID")), int(manifest.loc[first_covid, "seed"]))
+    np.testing.assert_array_equal(images[first_covid, ..., 0], again[0, ..., 0])
+    rgb, _ = synthesis.load_synthetic(tmp_path, "torch", image_size=64, channels=3)
+    assert rgb.shape == (12, 64, 64, 3)
+
+
+def test_generate_is_seeded_and_reuses_or_refuses(tmp_path):
+    out = synthesis.framework_dir(tmp_path, "tf")
+    plan = {"COVID": 3, "Normal": 2}
+    first = synthesis.generate("tf", None, plan, out, seed=0, progress=False, sample_fn=fake_sample)
+    again = synthesis.generate("tf", None, plan, out, seed=0, progress=False, sample_fn=lambda *a: pytest.fail("should reuse"))
+    pd.testing.assert_frame_equal(first, again)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        synthesis.generate("tf", None, plan, out, seed=1, progress=False, sample_fn=fake_sample)
+    new = synthesis.generate("tf", None, plan, out, seed=1, progress=False, overwrite=True, sample_fn=fake_sample)
+    assert (new["seed"] != first["seed"]).all()
+    assert synthesis.available(tmp_path) == ["tf"]
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("nan", "NaN"),
+        ("constant", "blank/constant"),
+        ("size", "expected 32x32"),
+    ],
+)
+def test_bad_images_are_rejected_and_nothing_is_written(tmp_path, bad, message):
+    calls = []
+
+    def broken(generator, labels, seed):
+        calls.append(seed)
+        imgs = fake_sample(generator, labels, seed).astype(np.float32) / 255
+        if len(calls) < 2:  # the first batch is fine: a half-written folder must not survive
+            return imgs
+        if bad == "nan":
+            imgs[1, 3, 3] = np.nan
+        elif bad == "constant":
+            imgs[0] = 0.5
+        else:
+            imgs = imgs[:, :16, :16]
+        return imgs
+
+    out = synthesis.framework_dir(tmp_path, "torch")
+    with pytest.raises(synthesis.SyntheticImageError, match=message) as err:
+        synthesis.generate("torch", None, {"COVID": 6}, out, progress=False, image_size=SIZE, batch_size=3, sample_fn=broken)
+    assert len(calls) == 2
+    if bad != "size":
+        assert "nothing was written" in str(err.value)
+    assert not out.exists()
+    assert list((tmp_path / "synthetic").iterdir()) == []  # no temporary folder left behind
+
+
+def test_check_images_lists_every_bad_image():
+    imgs = np.random.default_rng(0).random((5, SIZE, SIZE, 1))
+    imgs[1] = np.nan
+    imgs[3] = 0.0
+    with pytest.raises(synthesis.SyntheticImageError) as err:
+        synthesis.check_images(imgs)
+    text = str(err.value)
+    assert "image 1: contains NaN" in text and "image 3: is blank/constant" in text and "2 of 5" in text
+    ok = synthesis.check_images(np.random.default_rng(1).random((2, SIZE, SIZE, 3)))
+    assert ok.dtype == np.uint8 and ok.shape == (2, SIZE, SIZE, 3)
+
+
+def test_load_synthetic_missing_names_notebook(tmp_path):
+    with pytest.raises(FileNotFoundError, match="04_synthetic_data"):
+        synthesis.load_synthetic(tmp_path, "torch", SIZE)
+    with pytest.raises(ValueError, match="framework"):
+        synthesis.framework_dir(tmp_path, "jax")
