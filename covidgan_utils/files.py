@@ -69,3 +69,61 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return obj.as_posix()
     raise TypeError(f"Cannot write {type(obj).__name__} to JSON")
+
+
+class RunLockError(RuntimeError):
+    """Another live process holds the run directory."""
+
+
+class RunLock:
+    """An exclusive lock on a run directory (RUN/.lock holding the owner's pid and host).
+
+    A second run on the same directory refuses with a clear message. A lock left behind by a crashed
+    run (its process no longer exists on this host) is taken over, with a message, never stuck.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, what: str = "a run"):
+        self.path = Path(run_dir) / ".lock"
+        self.what = what
+
+    def __enter__(self) -> RunLock:
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what}
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                try:
+                    owner = json.loads(self.path.read_text() or "{}")
+                except (OSError, ValueError):
+                    owner = {}
+                if owner.get("host") == me["host"] and not _alive(owner.get("pid")):
+                    print(f"note: removing a stale lock left by process {owner.get('pid')} (no longer running)")
+                    self.path.unlink(missing_ok=True)
+                    continue
+                raise RunLockError(
+                    f"Run directory {self.path.parent.name} is in use by {owner.get('what', 'another run')} "
+                    f"(process {owner.get('pid')} on {owner.get('host')}). Wait for it to finish, or use another run "
+                    f"directory. If no such process exists, delete {self.path.name} in that folder."
+                ) from None
+            with os.fdopen(fd, "w") as fh:
+                json.dump(me, fh)
+            return self
+        raise RunLockError(f"Could not take the lock {self.path}")
+
+    def __exit__(self, *exc) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

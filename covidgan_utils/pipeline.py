@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from . import config
-from .files import atomic_path, read_json, write_json
+from .files import RunLock, RunLockError, atomic_path, read_json, write_json
 
 STATE = "pipeline.json"
 
@@ -52,7 +52,7 @@ def declared_parameters(notebook: Path) -> set[str]:
     return set(pm.inspect_notebook(str(notebook)).keys())
 
 
-def run(
+def _run_unlocked(
     profile: str = "demo",
     data_dir: str | None = None,
     run_dir: str | None = None,
@@ -141,6 +141,16 @@ def run(
     return state
 
 
+def run(profile: str = "demo", data_dir=None, run_dir=None, notebooks=None, params=None, resume=False, overwrite=False) -> dict:
+    """Execute the selected notebooks in order, holding the run directory's lock; returns the run state."""
+    cfg = config.resolve(profile=profile, data_dir=data_dir, run_dir=run_dir)
+    try:
+        with RunLock(cfg.run_dir, what=f"'covidgan run --profile {profile}'"):
+            return _run_unlocked(profile, data_dir, run_dir, notebooks, params, resume, overwrite)
+    except RunLockError as exc:
+        raise PipelineError(str(exc)) from None
+
+
 def _fmt(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
@@ -151,12 +161,15 @@ def _done_list(state: dict) -> str:
 
 
 def _clear(run_path: Path) -> None:
-    """Remove a previous run's artifacts (only inside a folder that holds a pipeline state file)."""
+    """Remove a previous run's artifacts (only in a folder holding a pipeline state file); keeps the lock."""
     import shutil
 
-    if not (run_path / STATE).exists() and any(run_path.iterdir()):
+    if not (run_path / STATE).exists() and any(p.name != ".lock" for p in run_path.iterdir()):
         raise PipelineError(f"{config.rel(run_path)} is not a run directory of this project; refusing to delete it.")
-    shutil.rmtree(run_path)
+    for child in run_path.iterdir():
+        if child.name == ".lock":
+            continue
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def clean_notebook(src: Path, dst: Path) -> None:

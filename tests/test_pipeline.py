@@ -59,3 +59,31 @@ def test_failing_notebook_is_named_with_its_cell(tmp_path):
     assert (run_dir / "executed" / "01_data_exploration.failed.ipynb").exists()
     state = json.loads((run_dir / "pipeline.json").read_text())
     assert state["notebooks"]["01_data_exploration"]["status"] == "failed"
+
+
+def test_second_run_on_the_same_directory_refuses_and_stale_lock_is_taken_over(tmp_path):
+    import os
+
+    from covidgan_utils.files import RunLock, RunLockError
+
+    run_dir = tmp_path / "run"
+    with RunLock(run_dir, what="first"):
+        with pytest.raises(RunLockError, match="in use by first"):
+            with RunLock(run_dir, what="second"):
+                pass
+        with pytest.raises(pipeline.PipelineError, match="in use by first"):
+            pipeline.run("smoke", run_dir=str(run_dir), notebooks="01")
+    assert not (run_dir / ".lock").exists()
+    # a crashed run's lock (a pid that does not exist) does not block forever
+    import socket
+
+    dead = 2**22 + 12345
+    while True:
+        try:
+            os.kill(dead, 0)
+            dead += 1
+        except ProcessLookupError:
+            break
+    (run_dir / ".lock").write_text(json.dumps({"pid": dead, "host": socket.gethostname(), "what": "crashed"}))
+    with RunLock(run_dir, what="third"):
+        assert json.loads((run_dir / ".lock").read_text())["what"] == "third"
