@@ -41,5 +41,11 @@ paper: setup
 	@test -n "$(DATA_DIR)" || (echo "Usage: make paper DATA_DIR=/path/to/COVID-19_Radiography_Dataset" && exit 2)
 	$(PY) -m covidgan_utils run --profile paper --data-dir $(DATA_DIR) --run-dir runs/paper --resume
 
+## notebooks: rerun the demo from scratch, then commit-ready notebooks (outputs of that run) and figures/
+notebooks: setup
+	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --overwrite
+	$(PY) -m covidgan_utils publish --run-dir $(RUN_DIR)
+	$(PY) -m covidgan_utils figures --run-dir $(RUN_DIR) --out figures
+
 lint: setup
 	$(VENV)/bin/ruff check covidgan_utils tests benchmarks

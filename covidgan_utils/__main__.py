@@ -1,4 +1,4 @@
-"""Command line: ``python -m covidgan_utils {phantoms,run,figures} ...``."""
+"""Command line: ``python -m covidgan_utils {phantoms,run,figures,publish} ...``."""
 
 from __future__ import annotations
 
@@ -44,19 +44,34 @@ def _figures(argv) -> int:
     return figures.main(argv)
 
 
+def _publish(argv) -> int:
+    from . import pipeline
+
+    ap = argparse.ArgumentParser(prog="python -m covidgan_utils publish",
+                                 description="Copy a finished run's executed notebooks over notebooks/, cleaned for committing.")
+    ap.add_argument("--run-dir", default="runs/demo")
+    args = ap.parse_args(argv)
+    try:
+        pipeline.publish(args.run_dir)
+    except pipeline.PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _phantoms(argv) -> int:
     from . import phantoms
 
     return phantoms.main(argv) or 0
 
 
-COMMANDS = {"phantoms": _phantoms, "run": _run, "figures": _figures}
+COMMANDS = {"phantoms": _phantoms, "run": _run, "figures": _figures, "publish": _publish}
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: python -m covidgan_utils {phantoms,run,figures} [options]   (add -h after a command for its options)")
+        print("usage: python -m covidgan_utils {phantoms,run,figures,publish} [options]   (add -h after a command for its options)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])
 

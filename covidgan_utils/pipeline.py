@@ -187,3 +187,34 @@ def clean_notebook(src: Path, dst: Path) -> None:
     nb.metadata["language_info"] = {"name": "python"}
     with atomic_path(dst) as tmp:
         nbformat.write(nb, str(tmp))
+
+
+ABSOLUTE_PATH = r"(?<![\w.])/(?:work|tmp|root|home|Users|private|var)/[\w.-]+"
+
+
+def publish(run_dir, dest=None, max_kb: int = 1024) -> list[Path]:
+    """Copy a finished run's executed notebooks over notebooks/ (cleaned), checking size and machine paths."""
+    import re
+
+    run_path = config.resolve(run_dir=str(run_dir)).run_dir
+    dest = Path(dest) if dest else notebooks_dir()
+    executed = sorted((run_path / "executed").glob("[0-9][0-9]_*.ipynb"))
+    executed = [p for p in executed if not p.name.endswith(".failed.ipynb")]
+    if not executed:
+        raise PipelineError(f"No executed notebooks in {config.rel(run_path)}/executed. Run the pipeline first.")
+    written, problems = [], []
+    for src in executed:
+        out = dest / src.name
+        clean_notebook(src, out)
+        text = out.read_text()
+        kb = len(text.encode()) // 1024
+        if kb > max_kb:
+            problems.append(f"{out.name} is {kb} KB (limit {max_kb} KB)")
+        found = sorted(set(re.findall(ABSOLUTE_PATH, text)))
+        if found:
+            problems.append(f"{out.name} holds machine paths: {', '.join(found[:3])}")
+        written.append(out)
+        print(f"published {config.rel(out)} ({kb} KB)")
+    if problems:
+        raise PipelineError("Published notebooks need attention:\n  - " + "\n  - ".join(problems))
+    return written
