@@ -1,0 +1,540 @@
+"""The report's PyTorch conditional GAN (its Figure 4), parametric in size and width, with a fast resumable loop.
+
+Same public names as ``covidgan_utils.tf_gan``: build_generator, build_discriminator, train, sample,
+load_generator. Importing this module imports torch; ``import covidgan_utils`` does not.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from . import CLASSES
+from .files import atomic_path, write_csv, write_npz
+
+BN_MOMENTUM = 0.1  # PyTorch convention: new = (1 - momentum) * old + momentum * batch; Keras 0.9 is the same thing
+BN_EPS = 0.8  # the value printed in the report's Figure 4 (inherited from a tutorial; the usual value is 1e-5)
+HISTORY_COLUMNS = ["epoch", "d_loss", "g_loss", "d_real", "d_fake", "seconds"]
+_CKPT_RE = re.compile(r"^ckpt_(\d{4,})\.pt$")
+_CKPT_KEYS = {"generator", "discriminator", "g_optimizer", "d_optimizer", "epoch", "rng", "history", "generator_kwargs"}
+
+
+def _check_size(image_size: int) -> int:
+    """Number of stride-2 up-sampling stages from the 4x4 start to ``image_size``."""
+    if image_size < 16 or image_size & (image_size - 1):
+        raise ValueError(f"image_size must be a power of two >= 16, got {image_size}.")
+    return int(math.log2(image_size)) - 2
+
+
+def _base_channels(width: float) -> int:
+    """Channels of the widest-resolution hidden layer: 64 in the report, times the width factor."""
+    base = int(round(64 * width))
+    if base < 1:
+        raise ValueError(f"width {width} leaves no channels (64 * width < 1).")
+    return base
+
+
+def _init_weights(module: nn.Module) -> None:
+    """DCGAN initialisation used by the report's tutorial: conv N(0, 0.02); BatchNorm weight N(1, 0.02), bias 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """Noise (latent_dim) + class label -> image in [0, 1] (Sigmoid), channels x image_size x image_size."""
+
+    def __init__(self, image_size=128, latent_dim=100, n_classes=2, embedding_dim=100, width=1.0, channels=3):
+        super().__init__()
+        self.build_kwargs = dict(
+            image_size=image_size,
+            latent_dim=latent_dim,
+            n_classes=n_classes,
+            embedding_dim=embedding_dim,
+            width=width,
+            channels=channels,
+        )
+        n_up = _check_size(image_size)
+        base = _base_channels(width)
+        # Hidden channels halve at each up-sampling: 512, 256, 128, 64 at 128 px and width 1.
+        hidden = [base * 2 ** (n_up - 2 - i) for i in range(n_up - 1)]
+        self.start_channels = hidden[0]
+        self.latent_dim = latent_dim
+        # The label becomes one extra 4x4 feature plane.
+        self.label_embedding = nn.Sequential(nn.Embedding(n_classes, embedding_dim), nn.Linear(embedding_dim, 16))
+        self.latent = nn.Sequential(nn.Linear(latent_dim, 16 * self.start_channels), nn.LeakyReLU(0.2, inplace=True))
+        layers: list[nn.Module] = []
+        c_in = self.start_channels + 1
+        for c_out in hidden:
+            layers += [
+                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c_out, momentum=BN_MOMENTUM, eps=BN_EPS),
+                nn.ReLU(inplace=True),
+            ]
+            c_in = c_out
+        layers += [nn.ConvTranspose2d(c_in, channels, 4, 2, 1, bias=False), nn.Sigmoid()]
+        self.body = nn.Sequential(*layers)
+        self.apply(_init_weights)
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        plane = self.label_embedding(labels).view(-1, 1, 4, 4)
+        x = self.latent(z).view(-1, self.start_channels, 4, 4)
+        return self.body(torch.cat([x, plane], dim=1))
+
+
+class Discriminator(nn.Module):
+    """Image + class label -> probability that the image is a real X-ray of that class."""
+
+    def __init__(self, image_size=128, n_classes=2, embedding_dim=100, width=1.0, channels=3):
+        super().__init__()
+        self.build_kwargs = dict(
+            image_size=image_size, n_classes=n_classes, embedding_dim=embedding_dim, width=width, channels=channels
+        )
+        _check_size(image_size)
+        base = _base_channels(width)
+        self.image_size, self.channels = image_size, channels
+        # The label becomes `channels` extra full-size image planes.
+        self.label_embedding = nn.Sequential(
+            nn.Embedding(n_classes, embedding_dim), nn.Linear(embedding_dim, channels * image_size * image_size)
+        )
+        layers: list[nn.Module] = [nn.Conv2d(2 * channels, base, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        side = image_size // 2
+        c_in = base
+        for mult in (2, 4, 8):  # three kernel-4, stride-3, padding-2 convolutions as in the report
+            layers += [
+                nn.Conv2d(c_in, base * mult, 4, 3, 2, bias=False),
+                nn.BatchNorm2d(base * mult, momentum=BN_MOMENTUM, eps=BN_EPS),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            c_in = base * mult
+            side = (side + 2 * 2 - 4) // 3 + 1
+        self.features = c_in * side * side  # 512 * 3 * 3 = 4608 at 128 px
+        layers += [nn.Flatten(), nn.Dropout(0.4), nn.Linear(self.features, 1), nn.Sigmoid()]
+        self.body = nn.Sequential(*layers)
+        self.apply(_init_weights)
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        planes = self.label_embedding(labels).view(-1, self.channels, self.image_size, self.image_size)
+        return self.body(torch.cat([images, planes], dim=1))
+
+
+def build_generator(image_size=128, latent_dim=100, n_classes=2, embedding_dim=100, width=1.0, channels=3) -> Generator:
+    """The report's generator (7,789,208 parameters at the defaults), scaled by image_size and width."""
+    return Generator(image_size, latent_dim, n_classes, embedding_dim, width, channels)
+
+
+def build_discriminator(image_size=128, n_classes=2, embedding_dim=100, width=1.0, channels=3) -> Discriminator:
+    """The report's discriminator (7,729,609 parameters at the defaults), scaled by image_size and width."""
+    return Discriminator(image_size, n_classes, embedding_dim, width, channels)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """All parameters of a model (trainable ones; BatchNorm running statistics are buffers, not counted)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_summary(model: nn.Module) -> pd.DataFrame:
+    """Layer table (name, type, output shape, parameters) from one dry run on a batch of 2."""
+    rows, hooks = [], []
+
+    def hook(module, _inputs, output):
+        rows.append((module, tuple(output.shape[1:])))
+
+    named = {m: n for n, m in model.named_modules()}
+    for module in model.modules():
+        if not list(module.children()):
+            hooks.append(module.register_forward_hook(hook))
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            labels = torch.tensor([0, 1], device=device)
+            if isinstance(model, Generator):
+                model(torch.zeros(2, model.latent_dim, device=device), labels)
+            else:
+                size, ch = model.image_size, model.channels
+                model(torch.zeros(2, ch, size, size, device=device), labels)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    table = pd.DataFrame(
+        [
+            {
+                "layer": named[m],
+                "type": type(m).__name__,
+                "output shape": "x".join(str(s) for s in shape),
+                "parameters": sum(p.numel() for p in m.parameters()),
+            }
+            for m, shape in rows
+        ]
+    )
+    return table
+
+
+def pick_device(device=None) -> torch.device:
+    """The given device, else cuda, else mps, else cpu."""
+    if device is not None:
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def to_tensor(images: np.ndarray, channels: int, device=None) -> torch.Tensor:
+    """uint8 (N,H,W,C) -> float (N,channels,H,W) in [0,1]; gray is repeated, colour averaged as needed."""
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[..., None]
+    if arr.ndim != 4 or arr.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 (N,H,W,C); got {arr.dtype} {arr.shape}.")
+    x = torch.from_numpy(np.ascontiguousarray(arr)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+    if x.shape[1] != channels:
+        x = x.mean(dim=1, keepdim=True).expand(-1, channels, -1, -1)
+    return x.contiguous()
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """float (N,C,H,W) in [0,1] -> uint8 (N,H,W,C)."""
+    return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+
+def _rng_state() -> dict:
+    """Every random state the loop touches, in types that torch.load(weights_only=True) accepts."""
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "name": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(
+        (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+    )
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def checkpoint_files(out_dir) -> list[Path]:
+    """Checkpoint files in out_dir/checkpoints, newest (highest epoch) first."""
+    folder = Path(out_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT_RE.match(p.name))]
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+def load_checkpoint(out_dir, map_location="cpu", verbose: bool = True) -> dict | None:
+    """The newest complete checkpoint in out_dir (corrupt or partial files are skipped with a message)."""
+    for path in checkpoint_files(out_dir):
+        try:
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+            missing = _CKPT_KEYS - set(ckpt)
+            if missing:
+                raise ValueError(f"missing {sorted(missing)}")
+        except Exception as err:  # noqa: BLE001 - any unreadable file is skipped, never trusted
+            if verbose:
+                reason = (str(err).strip().splitlines() or [""])[0][:200]
+                print(f"Skipping unreadable checkpoint {path.name}: {type(err).__name__}: {reason}", file=sys.stderr)
+            continue
+        ckpt["path"] = path
+        return ckpt
+    return None
+
+
+def _save_checkpoint(out_dir, epoch, generator, discriminator, g_opt, d_opt, history, keep_last) -> Path:
+    path = Path(out_dir) / "checkpoints" / f"ckpt_{epoch:04d}.pt"
+    state = {
+        "epoch": epoch,
+        "generator": generator.state_dict(),
+        "discriminator": discriminator.state_dict(),
+        "g_optimizer": g_opt.state_dict(),
+        "d_optimizer": d_opt.state_dict(),
+        "rng": _rng_state(),
+        "history": {k: [float(r[k]) if k != "epoch" else int(r[k]) for r in history] for k in HISTORY_COLUMNS},
+        "generator_kwargs": dict(generator.build_kwargs),
+        "discriminator_kwargs": dict(discriminator.build_kwargs),
+        "torch_version": str(torch.__version__),
+    }
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    if keep_last:
+        for old in checkpoint_files(out_dir)[keep_last:]:
+            old.unlink(missing_ok=True)
+    return path
+
+
+# ------------------------------------------------------------------------------------- training
+
+
+def fixed_noise(n: int, latent_dim: int, seed: int) -> torch.Tensor:
+    """Noise that depends only on (n, latent_dim, seed): the same grid at every epoch and on every device."""
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(n, latent_dim, generator=gen)
+
+
+def _sample_labels(per_class: int, n_classes: int) -> torch.Tensor:
+    return torch.arange(n_classes).repeat_interleave(per_class)
+
+
+def _save_samples(out_dir, epoch, generator, noise, labels) -> Path:
+    with torch.no_grad(), _eval_mode(generator):
+        images = to_uint8(generator(noise, labels))
+    return write_npz(
+        Path(out_dir) / "samples" / f"epoch_{epoch:04d}.npz", images=images, labels=labels.cpu().numpy(), epoch=epoch
+    )
+
+
+class _eval_mode:
+    """Context: model.eval() inside, the previous mode restored after."""
+
+    def __init__(self, model):
+        self.model, self.was = model, model.training
+
+    def __enter__(self):
+        self.model.eval()
+
+    def __exit__(self, *exc):
+        self.model.train(self.was)
+
+
+def train(
+    generator: Generator,
+    discriminator: Discriminator,
+    images: np.ndarray,
+    labels: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int = 64,
+    out_dir,
+    checkpoint_every: int = 10,
+    sample_every: int | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    seed: int = 0,
+    lr: float = 2e-4,
+    betas=(0.5, 0.999),
+    device=None,
+    amp: bool = False,
+    compile: bool = False,
+    samples_per_class: int = 32,
+    keep_last: int = 2,
+) -> pd.DataFrame:
+    """Train the cGAN with BCE and Adam; resumable from out_dir/checkpoints; returns the per-epoch history.
+
+    The dataset lives on the device as one float tensor; batches are index slices of a seeded permutation
+    and the losses stay on the device until the end of each epoch (one host sync per epoch).
+    """
+    from .progress import tqdm
+
+    out_dir = Path(out_dir)
+    device = pick_device(device)
+    if (amp or compile) and device.type != "cuda":
+        print(f"amp/compile are GPU switches; ignored on {device.type}.", file=sys.stderr)
+        amp = compile = False
+    sample_every = sample_every or checkpoint_every
+    channels = generator.build_kwargs["channels"]
+    if (
+        discriminator.build_kwargs["channels"] != channels
+        or discriminator.build_kwargs["image_size"] != (generator.build_kwargs["image_size"])
+    ):
+        raise ValueError("generator and discriminator disagree on image_size or channels.")
+    labels_np = np.asarray(labels).astype(np.int64)
+    if len(labels_np) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels_np)} labels.")
+    size = generator.build_kwargs["image_size"]
+    if np.asarray(images).shape[1:3] != (size, size):
+        raise ValueError(f"images are {np.asarray(images).shape[1:3]} but the models are built for {size}x{size}.")
+
+    generator.to(device).train()
+    discriminator.to(device).train()
+    g_opt = torch.optim.Adam(generator.parameters(), lr=lr, betas=tuple(betas))
+    d_opt = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=tuple(betas))
+
+    history: list[dict] = []
+    start = 0
+    ckpt = load_checkpoint(out_dir) if resume else None
+    if not resume and checkpoint_files(out_dir):
+        raise FileExistsError(
+            f"{out_dir} already holds checkpoints; pass resume=True to continue, or choose a new out_dir."
+        )
+    if ckpt is not None:
+        for name, model in (("generator", generator), ("discriminator", discriminator)):
+            saved = ckpt.get(f"{name}_kwargs", ckpt["generator_kwargs"] if name == "generator" else None)
+            if saved is not None and dict(saved) != model.build_kwargs:
+                raise ValueError(
+                    f"The checkpoint {ckpt['path'].name} holds a {name} built with {dict(saved)}, "
+                    f"not {model.build_kwargs}: use a new out_dir for a different model."
+                )
+        generator.load_state_dict(ckpt["generator"])
+        discriminator.load_state_dict(ckpt["discriminator"])
+        g_opt.load_state_dict(ckpt["g_optimizer"])
+        d_opt.load_state_dict(ckpt["d_optimizer"])
+        _set_rng_state(ckpt["rng"])
+        start = int(ckpt["epoch"])
+        h = ckpt["history"]
+        history = [{k: h[k][i] for k in HISTORY_COLUMNS} for i in range(len(h["epoch"]))]
+        if progress:
+            print(f"Resuming from {ckpt['path'].name} (epoch {start}).")
+        if start >= epochs:
+            print(f"Already trained for {start} epochs (asked for {epochs}); nothing to do.")
+            return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    else:
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        random.seed(seed)
+
+    x_all = to_tensor(images, channels, device)
+    y_all = torch.from_numpy(labels_np).to(device)
+    n = len(x_all)
+    latent_dim = generator.build_kwargs["latent_dim"]
+    n_classes = generator.build_kwargs["n_classes"]
+    grid_labels = _sample_labels(samples_per_class, n_classes).to(device)
+    grid_noise = fixed_noise(len(grid_labels), latent_dim, seed).to(device)
+    if start == 0:
+        _save_samples(out_dir, 0, generator, grid_noise, grid_labels)
+
+    g_step, d_step = generator, discriminator
+    if compile:
+        g_step, d_step = torch.compile(generator), torch.compile(discriminator)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp)
+
+    bar = tqdm(total=epochs, initial=start, desc="epochs", disable=not progress, file=sys.stdout, mininterval=1.0)
+    for epoch in range(start + 1, epochs + 1):
+        t0 = time.perf_counter()
+        order = torch.randperm(n).to(device)
+        sums = torch.zeros(4, device=device)  # d_loss, g_loss, D(x), D(G(z)), each weighted by batch size
+        seen = 0
+        for lo in range(0, n, batch_size):
+            idx = order[lo : lo + batch_size]
+            b = len(idx)
+            if b < 2:  # BatchNorm needs two samples; at most one image is skipped this epoch
+                continue
+            seen += b
+            real, y = x_all[idx], y_all[idx]
+            ones = torch.ones(b, 1, device=device)
+            zeros = torch.zeros(b, 1, device=device)
+            z = torch.randn(b, latent_dim, device=device)
+
+            d_opt.zero_grad(set_to_none=True)
+            with autocast:
+                p_real = d_step(real, y)
+                fake = g_step(z, y)
+                p_fake = d_step(fake.detach(), y)
+            d_loss = (F.binary_cross_entropy(p_real.float(), ones) + F.binary_cross_entropy(p_fake.float(), zeros)) / 2
+            d_loss.backward()
+            d_opt.step()
+
+            g_opt.zero_grad(set_to_none=True)
+            with autocast:
+                p_gen = d_step(fake, y)
+            g_loss = F.binary_cross_entropy(p_gen.float(), ones)
+            g_loss.backward()
+            g_opt.step()
+
+            with torch.no_grad():
+                sums += b * torch.stack([d_loss, g_loss, p_real.float().mean(), p_fake.float().mean()]).detach()
+        d_l, g_l, d_x, d_gz = (sums / seen).tolist()  # the one host sync of the epoch
+        row = {"epoch": epoch, "d_loss": d_l, "g_loss": g_l, "d_real": d_x, "d_fake": d_gz}
+        row["seconds"] = time.perf_counter() - t0
+        history.append(row)
+        frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+        write_csv(out_dir / "history.csv", frame)
+        if epoch % sample_every == 0 or epoch == epochs:
+            _save_samples(out_dir, epoch, generator, grid_noise, grid_labels)
+        if epoch % checkpoint_every == 0 or epoch == epochs:
+            _save_checkpoint(out_dir, epoch, generator, discriminator, g_opt, d_opt, history, keep_last)
+        bar.set_postfix(d_loss=f"{d_l:.3f}", g_loss=f"{g_l:.3f}", d_real=f"{d_x:.2f}", d_fake=f"{d_gz:.2f}")
+        bar.update(1)
+    bar.close()
+    return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+
+
+# ----------------------------------------------------------------------------------- generation
+
+
+def sample(generator: Generator, labels, seed: int = 0, batch_size: int = 256) -> np.ndarray:
+    """Generate one image per label with noise drawn from ``seed``: uint8 (N,H,W,C)."""
+    labels_t = torch.as_tensor(np.asarray(labels, dtype=np.int64))
+    device = next(generator.parameters()).device
+    noise = fixed_noise(len(labels_t), generator.build_kwargs["latent_dim"], seed)
+    out = []
+    with torch.no_grad(), _eval_mode(generator):
+        for lo in range(0, len(labels_t), batch_size):
+            z = noise[lo : lo + batch_size].to(device)
+            out.append(to_uint8(generator(z, labels_t[lo : lo + batch_size].to(device))))
+    if not out:
+        size, ch = generator.build_kwargs["image_size"], generator.build_kwargs["channels"]
+        return np.zeros((0, size, size, ch), dtype=np.uint8)
+    return np.concatenate(out)
+
+
+def load_generator(out_dir, device=None) -> Generator:
+    """Rebuild the generator of the newest complete checkpoint in out_dir, in eval mode."""
+    ckpt = load_checkpoint(out_dir)
+    if ckpt is None:
+        raise FileNotFoundError(
+            f"No complete checkpoint in {Path(out_dir) / 'checkpoints'}: run notebook 02_pytorch_cgan first."
+        )
+    generator = build_generator(**ckpt["generator_kwargs"])
+    generator.load_state_dict(ckpt["generator"])
+    generator.epoch = int(ckpt["epoch"])
+    return generator.to(pick_device(device)).eval()
+
+
+def load_samples(out_dir) -> dict[int, dict[str, np.ndarray]]:
+    """The fixed-noise sample grids saved during training: {epoch: {"images", "labels"}}, in epoch order."""
+    found = {}
+    for path in sorted((Path(out_dir) / "samples").glob("epoch_*.npz")):
+        with np.load(path) as z:
+            found[int(z["epoch"])] = {"images": z["images"], "labels": z["labels"]}
+    return dict(sorted(found.items()))
+
+
+__all__ = [
+    "CLASSES",
+    "Discriminator",
+    "Generator",
+    "build_discriminator",
+    "build_generator",
+    "count_parameters",
+    "load_checkpoint",
+    "load_generator",
+    "load_samples",
+    "model_summary",
+    "sample",
+    "train",
+]

@@ -1,0 +1,206 @@
+"""Unit tests of covidgan_utils.torch_gan on tiny configs (small for testing: 16-32 px, width 1/8)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from covidgan_utils import torch_gan as gan  # noqa: E402
+
+TINY = dict(image_size=16, width=0.125)  # small for testing: a few thousand parameters
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and then results do not depend on the thread count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _data(n=20, size=16, channels=1, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, size=(n, size, size, channels), dtype=np.uint8)
+    labels = np.arange(n) % 2
+    return images, labels
+
+
+def _models(seed=0, **kwargs):
+    torch.manual_seed(seed)
+    spec = {**TINY, **kwargs}
+    return gan.build_generator(**spec), gan.build_discriminator(**spec)
+
+
+def test_report_parameter_counts():
+    """At the defaults the models are the report's Figure 4 models, parameter for parameter."""
+    generator, discriminator = gan.build_generator(), gan.build_discriminator()
+    assert gan.count_parameters(generator) == 7_789_208
+    assert gan.count_parameters(discriminator) == 7_729_609
+    assert discriminator.features == 4608  # the report's Linear(4608, 1)
+    bns = [m for m in generator.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) == 4 and all(m.momentum == 0.1 and m.eps == 0.8 for m in bns)
+    summary = gan.model_summary(generator)
+    assert summary["parameters"].sum() == 7_789_208
+    assert summary["output shape"].iloc[-1] == "3x128x128"
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_shapes_at_sizes_and_width(size):
+    generator = gan.build_generator(image_size=size, width=0.25)
+    discriminator = gan.build_discriminator(image_size=size, width=0.25)
+    z, y = torch.randn(3, 100), torch.tensor([0, 1, 1])
+    with torch.no_grad():
+        images = generator(z, y)
+        p = discriminator(images, y)
+    assert images.shape == (3, 3, size, size)
+    assert float(images.min()) >= 0.0 and float(images.max()) <= 1.0  # Sigmoid output
+    assert p.shape == (3, 1) and ((p > 0) & (p < 1)).all()
+    # width 0.25: a quarter of the report's 64 channels in the last hidden generator layer
+    assert generator.body[-2].in_channels == 16
+
+
+def test_bad_size_rejected():
+    with pytest.raises(ValueError, match="power of two"):
+        gan.build_generator(image_size=48)
+
+
+def test_weight_init():
+    torch.manual_seed(0)
+    generator = gan.build_generator(image_size=64, width=0.5)
+    conv = generator.body[0].weight.detach()
+    assert abs(float(conv.mean())) < 2e-3 and abs(float(conv.std()) - 0.02) < 2e-3
+    bn = generator.body[1].requires_grad_(False)
+    assert abs(float(bn.weight.mean()) - 1.0) < 0.01 and float(bn.bias.abs().max()) == 0.0
+
+
+def test_train_writes_artifacts(tmp_path):
+    generator, discriminator = _models()
+    images, labels = _data()
+    history = gan.train(
+        generator,
+        discriminator,
+        images,
+        labels,
+        epochs=2,
+        batch_size=8,
+        out_dir=tmp_path,
+        checkpoint_every=1,
+        progress=False,
+        samples_per_class=3,
+    )
+    assert list(history["epoch"]) == [1, 2]
+    assert {"d_loss", "g_loss", "d_real", "d_fake", "seconds"} <= set(history.columns)
+    assert np.isfinite(history[["d_loss", "g_loss", "d_real", "d_fake"]].to_numpy()).all()
+    on_disk = pd.read_csv(tmp_path / "history.csv")
+    assert len(on_disk) == 2 and np.allclose(on_disk["g_loss"], history["g_loss"])
+    assert [p.name for p in gan.checkpoint_files(tmp_path)] == ["ckpt_0002.pt", "ckpt_0001.pt"]
+    samples = gan.load_samples(tmp_path)
+    assert sorted(samples) == [0, 1, 2]  # epoch 0 = before training
+    grid = samples[2]
+    assert grid["images"].shape == (6, 16, 16, 3) and grid["images"].dtype == np.uint8
+    assert list(grid["labels"]) == [0, 0, 0, 1, 1, 1]
+    assert not list(tmp_path.rglob("*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_resume_is_bitwise_equal(tmp_path):
+    """2 epochs straight == 1 epoch, stop, resume for 1 more (CPU, bitwise)."""
+    images, labels = _data(n=21)  # 21 = 2 full batches + a partial one
+    kwargs = dict(batch_size=8, checkpoint_every=1, progress=False, samples_per_class=2, device="cpu")
+    g1, d1 = _models()
+    h1 = gan.train(g1, d1, images, labels, epochs=2, out_dir=tmp_path / "straight", **kwargs)
+    g2, d2 = _models()
+    gan.train(g2, d2, images, labels, epochs=1, out_dir=tmp_path / "resumed", **kwargs)
+    g3, d3 = _models(seed=123)  # fresh weights: everything must come from the checkpoint
+    h3 = gan.train(g3, d3, images, labels, epochs=2, out_dir=tmp_path / "resumed", **kwargs)
+    for a, b in ((g1, g3), (d1, d3)):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            assert torch.equal(sa[key], sb[key]), key
+    cols = ["d_loss", "g_loss", "d_real", "d_fake"]
+    assert np.array_equal(h1[cols].to_numpy(), h3[cols].to_numpy())
+    # asking for fewer epochs than trained changes nothing
+    again = gan.train(g3, d3, images, labels, epochs=2, out_dir=tmp_path / "resumed", **kwargs)
+    assert len(again) == 2
+
+
+def test_resume_false_refuses_to_overwrite(tmp_path):
+    generator, discriminator = _models()
+    images, labels = _data(n=8)
+    gan.train(generator, discriminator, images, labels, epochs=1, batch_size=8, out_dir=tmp_path, progress=False)
+    with pytest.raises(FileExistsError, match="resume=True"):
+        gan.train(
+            generator,
+            discriminator,
+            images,
+            labels,
+            epochs=1,
+            batch_size=8,
+            out_dir=tmp_path,
+            resume=False,
+            progress=False,
+        )
+
+
+def test_resume_rejects_other_architecture(tmp_path):
+    generator, discriminator = _models()
+    images, labels = _data(n=8)
+    gan.train(generator, discriminator, images, labels, epochs=1, batch_size=8, out_dir=tmp_path, progress=False)
+    g_wide, d_wide = _models(width=0.25)
+    with pytest.raises(ValueError, match="new out_dir"):
+        gan.train(g_wide, d_wide, images, labels, epochs=2, batch_size=8, out_dir=tmp_path, progress=False)
+
+
+def test_load_generator_and_sample_round_trip(tmp_path):
+    generator, discriminator = _models(image_size=32)
+    images, labels = _data(n=10, size=32, channels=3)
+    gan.train(generator, discriminator, images, labels, epochs=1, batch_size=5, out_dir=tmp_path, progress=False)
+    loaded = gan.load_generator(tmp_path, device="cpu")
+    assert not loaded.training and loaded.epoch == 1
+    assert loaded.build_kwargs == generator.build_kwargs
+    out = gan.sample(loaded, [0, 1, 1, 0, 1], seed=3, batch_size=2)
+    assert out.shape == (5, 32, 32, 3) and out.dtype == np.uint8
+    assert np.array_equal(out, gan.sample(generator, [0, 1, 1, 0, 1], seed=3))  # same weights, same images
+    assert not np.array_equal(out, gan.sample(loaded, [0, 1, 1, 0, 1], seed=4))
+    assert gan.sample(loaded, [], seed=0).shape == (0, 32, 32, 3)
+
+
+def test_load_generator_without_checkpoint_names_notebook(tmp_path):
+    with pytest.raises(FileNotFoundError, match="02_pytorch_cgan"):
+        gan.load_generator(tmp_path)
+
+
+def test_corrupt_checkpoint_is_skipped(tmp_path, capsys):
+    generator, discriminator = _models()
+    images, labels = _data(n=8)
+    gan.train(generator, discriminator, images, labels, epochs=1, batch_size=8, out_dir=tmp_path, progress=False)
+    folder = tmp_path / "checkpoints"
+    (folder / "ckpt_0005.pt").write_bytes(b"not a checkpoint, cut short")
+    loaded = gan.load_generator(tmp_path)
+    assert loaded.epoch == 1
+    assert "Skipping unreadable checkpoint ckpt_0005.pt" in capsys.readouterr().err
+    # training resumes from epoch 1 too, not from the broken epoch 5
+    history = gan.train(
+        generator, discriminator, images, labels, epochs=2, batch_size=8, out_dir=tmp_path, progress=False
+    )
+    assert list(history["epoch"]) == [1, 2]
+
+
+def test_labels_condition_the_output():
+    """Same noise, different labels -> different images."""
+    generator, _ = _models(image_size=32)
+    normal = gan.sample(generator, [0] * 4, seed=0)
+    covid = gan.sample(generator, [1] * 4, seed=0)
+    assert not np.array_equal(normal, covid)
+    assert np.array_equal(normal, gan.sample(generator, [0] * 4, seed=0))
+
+
+def test_gray_and_rgb_inputs_match_model_channels():
+    gray = np.full((2, 16, 16, 1), 255, np.uint8)
+    x = gan.to_tensor(gray, channels=3)
+    assert x.shape == (2, 3, 16, 16) and float(x.min()) == 1.0
+    assert gan.to_tensor(np.zeros((2, 16, 16, 3), np.uint8), channels=1).shape == (2, 1, 16, 16)
+    with pytest.raises(ValueError, match="uint8"):
+        gan.to_tensor(np.zeros((2, 16, 16, 1), np.float32), channels=1)
