@@ -1,0 +1,186 @@
+"""Transfer learning: cached features == frozen forward every epoch, weights loading, the whole experiment."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from covidgan_utils import config, synthesis, transfer
+
+SIZE = 32  # small for testing
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is faster, and immune to a busy shared CPU (spinning OpenMP threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class TinyVGG(nn.Module):
+    """A VGG-shaped network (features, avgpool, classifier[0..6] with Dropout at 2 and 5), small for testing."""
+
+    def __init__(self, hidden=24):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
+        self.classifier = nn.Sequential(
+            nn.Linear(16, hidden), nn.ReLU(True), nn.Dropout(0.5), nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(0.5), nn.Linear(hidden, 2)
+        )
+
+
+def tiny_model(seed=0):
+    torch.manual_seed(seed)
+    return TinyVGG().eval()
+
+
+def toy_images(n, seed=0):
+    """Gray uint8 images whose class (COVID = 1) is a bright square at a class-dependent place."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.integers(0, 100, (n, SIZE, SIZE, 1), dtype=np.uint8)
+    for i, k in enumerate(labels):
+        images[i, 2 + 14 * k : 12 + 14 * k, 4:14] = 240
+    return images, labels.astype(np.int64)
+
+
+def test_cached_features_equal_frozen_forward_every_epoch():
+    model = tiny_model()
+    images, labels = toy_images(20)
+    val, _ = toy_images(10, seed=1)
+    feats = transfer.extract_features(model, images, SIZE, batch_size=6, progress=False)
+    head_a, loss_a = transfer.train_head(feats, labels, epochs=4, batch_size=8, seed=5)
+    head_b, loss_b = transfer.train_head_plain(model, images, labels, SIZE, epochs=4, batch_size=8, seed=5)
+    assert len(loss_a) == 4 and loss_a == pytest.approx(loss_b, abs=1e-6)
+    torch.testing.assert_close(head_a.weight, head_b.weight, atol=1e-6, rtol=1e-5)
+    prob_a = transfer.predict_proba(head_a, transfer.extract_features(model, val, SIZE, progress=False))
+    prob_b = transfer.predict_proba_plain(model, head_b, val, SIZE)
+    np.testing.assert_allclose(prob_a, prob_b, atol=1e-6)
+    assert ((prob_a >= 0.5) == (prob_b >= 0.5)).all()
+    # a different seed changes the head: the comparison above is not trivially true
+    head_c, _ = transfer.train_head(feats, labels, epochs=4, batch_size=8, seed=6)
+    assert not torch.allclose(head_a.weight, head_c.weight)
+
+
+def test_frozen_dropout_is_identity_in_eval_mode():
+    model = tiny_model()
+    x = transfer.preprocess(toy_images(4)[0], SIZE)
+    with torch.no_grad():
+        a, b = transfer.frozen_forward(model, x), transfer.frozen_forward(model, x)
+        assert torch.equal(a, b)
+        model.train()
+        c = transfer.frozen_forward(model, x)
+    model.eval()
+    assert not torch.equal(a, c)  # dropout exists, and only eval mode switches it off
+
+
+def test_preprocess_gray_to_normalised_rgb():
+    images = np.zeros((2, 40, 40, 1), np.uint8)
+    images[1] = 255
+    x = transfer.preprocess(images, SIZE)
+    assert x.shape == (2, 3, SIZE, SIZE)
+    mean, std = np.array(transfer.IMAGENET_MEAN), np.array(transfer.IMAGENET_STD)
+    np.testing.assert_allclose(x[0, :, 0, 0].numpy(), -mean / std, rtol=1e-5)
+    np.testing.assert_allclose(x[1, :, 5, 5].numpy(), (1 - mean) / std, rtol=1e-5)
+    with pytest.raises(ValueError, match="at least 32"):
+        transfer.preprocess(images, 16)
+
+
+def test_random_init_is_loud_and_local_weights_load(tmp_path, monkeypatch):
+    monkeypatch.setattr(transfer, "imagenet_cache_file", lambda: tmp_path / "no-such-cache" / "vgg16-397923af.pth")
+    with pytest.warns(UserWarning, match="RANDOM weights"):
+        model, info = transfer.build_vgg16("auto", verbose=False)
+    assert info["used"] == "random" and "not found" in info["note"]
+    assert model.classifier[6].out_features == 2
+    assert [n for n, p in model.named_parameters() if p.requires_grad] == ["classifier.6.weight", "classifier.6.bias"]
+    path = tmp_path / "vgg16_random.pth"
+    state = model.state_dict()
+    torch.save(state, path)
+    loaded, info2 = transfer.build_vgg16(str(path), verbose=False)
+    assert info2["used"] == "file" and info2["file"] == "vgg16_random.pth"
+    for key in ("features.0.weight", "features.28.bias", "classifier.0.weight", "classifier.3.weight"):
+        assert torch.equal(loaded.state_dict()[key], state[key])
+    assert not loaded.training and loaded.classifier[6].weight.requires_grad
+    assert not loaded.features[0].weight.requires_grad
+    bad = tmp_path / "not_vgg.pth"
+    torch.save({"features.0.weight": torch.zeros(3)}, bad)
+    with pytest.raises(ValueError, match="not a VGG16 state_dict"):
+        transfer.build_vgg16(str(bad), verbose=False)
+
+
+def test_missing_weights_say_how_to_supply_them(tmp_path, monkeypatch):
+    with pytest.raises(FileNotFoundError, match="vgg16-397923af.pth"):
+        transfer.build_vgg16(str(tmp_path / "missing.pth"), verbose=False)
+    import torchvision.models._api as api
+
+    def offline(*args, **kwargs):
+        raise OSError("no network (simulated)")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError) as err:
+        transfer.build_vgg16("imagenet", verbose=False)
+    text = str(err.value)
+    assert transfer.VGG16_URL in text and "vgg_weights=" in text and "simulated" in text
+
+
+def fake_features(n, shift, seed):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = rng.normal(0, 1, (n, 16)).astype(np.float32)
+    x[:, 0] += shift * (2 * y - 1)
+    return x, y.astype(np.int64)
+
+
+def test_run_conditions_skips_missing_and_writes_contract(tmp_path):
+    feats = {"real": fake_features(30, 3.0, 0), "val": fake_features(20, 3.0, 1), "torch": fake_features(24, 3.0, 2)}
+    preds, info, skipped = transfer.run_conditions(feats, seeds=[0, 1], epochs=10, progress=False)
+    assert set(preds["condition"]) == {"real", "real+torch", "synthetic-only:torch"}
+    assert set(skipped) == {"real+tf", "synthetic-only:tf"} and "04_synthetic_data" in skipped["real+tf"]
+    assert info["real+torch"]["n_train"] == 54 and info["synthetic-only:torch"]["n_train_per_class"] == {"Normal": 12, "COVID": 12}
+    assert len(preds) == 3 * 2 * 20 and preds["pred"].isin([0, 1]).all()
+    from covidgan_utils import evaluation
+
+    results = evaluation.summarize(preds, train_info=info, skipped=skipped)
+    assert results["conditions"]["real"]["n_train"] == 30 and set(results["mcnemar"]) == {"real+torch", "synthetic-only:torch"}
+    assert results["conditions"]["real"]["accuracy"] > 0.8  # the features carry the class: the head learns it
+
+
+def test_run_experiment_end_to_end(tmp_path, monkeypatch):
+    """Notebook 05 in one call on a tiny prepared run: data (data.py), synthetic PNGs, tiny VGG, results.json."""
+    from PIL import Image
+
+    data_mod = pytest.importorskip("covidgan_utils.data")
+    data_dir = tmp_path / "xrays"
+    for cls, n, k in (("COVID", 14, 1), ("Normal", 16, 0)):
+        (data_dir / cls).mkdir(parents=True)
+        images, _ = toy_images(2 * n, seed=k + 10)
+        for i in range(n):
+            Image.fromarray(images[2 * i + k, ..., 0]).save(data_dir / cls / f"{cls}-{i}.png")
+    cfg = config.resolve(
+        profile="smoke", data_dir=str(data_dir), run_dir=str(tmp_path / "run"),
+        train_per_class={"COVID": 8, "Normal": 10}, val_per_class={"COVID": 6, "Normal": 6}, target_per_class=12, seeds=[0, 1],
+    )
+    data_mod.prepare(cfg, progress=False)
+
+    def sample_fn(generator, labels, seed):
+        return np.stack([toy_images(2, seed=seed)[0][k] for k in labels])
+
+    plan = synthesis.plan({"COVID": 8, "Normal": 10}, cfg.target_per_class)
+    synthesis.generate("torch", None, plan, synthesis.framework_dir(cfg.run_dir, "torch"), progress=False, sample_fn=sample_fn)
+    monkeypatch.setattr(transfer, "build_vgg16", lambda weights, verbose=True: (tiny_model(), {"requested": str(weights), "used": "random"}))
+    results = transfer.run_experiment(cfg, progress=False)
+    saved = json.loads((cfg.run_dir / "transfer" / "results.json").read_text())
+    assert saved == json.loads(json.dumps(results))
+    assert set(saved["conditions"]) == {"real", "real+torch", "synthetic-only:torch"}
+    assert saved["conditions"]["real+torch"]["n_train"] == 18 + 6
+    assert saved["conditions"]["real"]["n_val"] == 12 and saved["conditions"]["real"]["seeds"] == [0, 1]
+    assert saved["vgg_weights"] == "random" and "real+tf" in saved["skipped_conditions"]
+    preds = pd.read_csv(cfg.run_dir / "transfer" / "predictions.csv")
+    assert len(preds) == 3 * 2 * 12
+    val_paths = data_mod.read_manifest(cfg).query("split == 'val'")["path"].tolist()
+    assert preds.loc[preds["condition"] == "real", "path"].tolist()[:12] == val_paths
