@@ -1,0 +1,173 @@
+"""TensorFlow cGAN train step: eager vs tf.function vs tf.function + XLA, images/s and achieved GFLOP/s.
+
+Same run, same machine, after warm-up: the report's architecture at 128 px (width 1) and the demo size.
+Achieved GFLOP/s counts the step's convolution and dense work analytically (see ``step_flops``) and is
+compared with this machine's fp32 matrix-multiply rate measured here. The fastest compiled mode on the
+machine that ran it is what ``tf_gan.train(jit_compile=None)`` should use: see JIT_DEFAULT in tf_gan.py.
+
+    python benchmarks/tf_cgan_train.py [--quick] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """Best fp32 GFLOP/s of an n x n matrix multiply (tf.function), the machine's practical peak."""
+    import tensorflow as tf
+
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    mm = tf.function(lambda x, y: tf.matmul(x, y))
+    mm(a, b).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        mm(a, b).numpy()
+        best = min(best, time.perf_counter() - t0)
+    return 2 * n**3 / best / 1e9
+
+
+def forward_macs(model) -> int:
+    """Multiply-accumulates of one forward pass per image: Dense, Conv2D and Conv2DTranspose layers."""
+    import keras
+
+    macs = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            macs += layer.kernel.shape[0] * layer.kernel.shape[1]
+        elif isinstance(layer, keras.layers.Conv2DTranspose):  # every input pixel scatters k*k*Cout
+            _, h, w, c_in = layer.input.shape
+            kh, kw, c_out, _ = layer.kernel.shape
+            macs += h * w * kh * kw * c_in * c_out
+        elif isinstance(layer, keras.layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw, c_in, _ = layer.kernel.shape
+            macs += h * w * kh * kw * c_in * c_out
+    return int(macs)
+
+
+def step_flops(generator, discriminator) -> int:
+    """FLOPs of one train step per image: G forward + backward (3x), D 3 forwards + 2 full and 1 input backward (8x)."""
+    return 2 * (3 * forward_macs(generator) + 8 * forward_macs(discriminator))
+
+
+def time_mode(mode: str, image_size: int, width: float, batch_size: int, steps: int, warmup: int = 1) -> dict:
+    """images/s of one mode ('eager', 'graph', 'xla') on fresh models and random uint8 data."""
+    import numpy as np
+    import tensorflow as tf
+
+    from covidgan_utils import tf_gan
+
+    tf.keras.utils.set_random_seed(0)
+    generator = tf_gan.build_generator(image_size, width=width)
+    discriminator = tf_gan.build_discriminator(image_size, width=width)
+    g_opt, d_opt = tf_gan.make_optimizers(generator, discriminator)
+    rng = tf.random.Generator.from_seed(0)
+    step = tf_gan.make_train_step(
+        generator, discriminator, g_opt, d_opt, rng, jit_compile=(mode == "xla"), compiled=(mode != "eager")
+    )
+    data = np.random.default_rng(0)
+    x = tf.constant(data.integers(0, 256, (batch_size, image_size, image_size, 1), dtype=np.uint8))
+    y = tf.constant(data.integers(0, 2, (batch_size, 1)).astype(np.int32))
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        step(x, y).numpy()
+    first = time.perf_counter() - t0
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        losses = step(x, y)
+        losses.numpy()
+        times.append(time.perf_counter() - t0)
+    best = min(times)
+    flops = step_flops(generator, discriminator) * batch_size
+    return {
+        "mode": mode,
+        "image_size": image_size,
+        "width": width,
+        "batch_size": batch_size,
+        "warmup_s": round(first, 2),
+        "step_s_best": round(best, 4),
+        "step_s_median": round(float(np.median(times)), 4),
+        "images_per_s": round(batch_size / best, 2),
+        "gflop_per_step": round(flops / 1e9, 2),
+        "achieved_gflops": round(flops / best / 1e9, 2),
+        "finite": bool(np.isfinite(losses.numpy()).all()),
+    }
+
+
+def run(quick: bool = False) -> dict:
+    """Benchmark the three modes at the report's size and at the demo size; returns a JSON-ready dict."""
+    import tensorflow as tf
+
+    from covidgan_utils import config
+    from covidgan_utils import tf_gan  # noqa: F401 - quiet TensorFlow import
+
+    demo = config.PROFILES["demo"]
+    cases = [
+        # (name, image_size, width, batch_size, timed steps)
+        ("report_128", 128, 1.0, 8 if quick else 32, 2 if quick else 3),
+        ("demo", demo["image_size"], demo["tf_width"], demo["tf_batch_size"], 3 if quick else 8),
+    ]
+    peak = matmul_peak_gflops(1024 if quick else 2048)
+    results = {
+        "benchmark": "tf_cgan_train",
+        "quick": quick,
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+            "tensorflow": tf.__version__,
+        },
+        "matmul_peak_gflops": round(peak, 1),
+        "cases": {},
+    }
+    for name, size, width, batch, steps in cases:
+        rows = {}
+        for mode in ("eager", "graph", "xla"):
+            rows[mode] = time_mode(mode, size, width, batch, steps=1 if (mode == "eager" and size >= 128) else steps)
+            rows[mode]["fraction_of_peak"] = round(rows[mode]["achieved_gflops"] / peak, 3)
+            print(f"{name:>11} {mode:>5}: {rows[mode]['images_per_s']:8.1f} img/s  "
+                  f"{rows[mode]['achieved_gflops']:7.1f} GFLOP/s ({rows[mode]['fraction_of_peak']:.0%} of matmul peak)  "
+                  f"warm-up {rows[mode]['warmup_s']:.1f} s", flush=True)
+        ratios = {
+            "graph_vs_eager": round(rows["graph"]["images_per_s"] / rows["eager"]["images_per_s"], 2),
+            "xla_vs_eager": round(rows["xla"]["images_per_s"] / rows["eager"]["images_per_s"], 2),
+            "xla_vs_graph": round(rows["xla"]["images_per_s"] / rows["graph"]["images_per_s"], 2),
+        }
+        fastest = max(("graph", "xla"), key=lambda m: rows[m]["images_per_s"])
+        results["cases"][name] = {"modes": rows, "ratios": ratios, "fastest_compiled": fastest}
+        print(f"{name:>11} ratios: " + ", ".join(f"{k} {v}x" for k, v in ratios.items()) + f"; fastest compiled: {fastest}")
+    votes = [c["fastest_compiled"] for c in results["cases"].values()]
+    results["recommended_jit_compile"] = votes.count("xla") > len(votes) / 2
+    print(f"matmul peak {peak:.1f} GFLOP/s; recommended train(jit_compile=...) default here: "
+          f"{results['recommended_jit_compile']}")
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller batches and fewer steps (a minute or two)")
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    args = parser.parse_args(argv)
+    results = run(quick=args.quick)
+    if args.out:
+        from covidgan_utils.files import write_json
+
+        write_json(args.out, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
