@@ -18,12 +18,15 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+MODES = ("eager", "graph", "xla")
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     """Best fp32 GFLOP/s of an n x n matrix multiply (tf.function), the machine's practical peak."""
-    import tensorflow as tf
+    from covidgan_utils.tf_gan import tf
 
     a = tf.random.normal([n, n])
     b = tf.random.normal([n, n])
@@ -64,10 +67,10 @@ def step_flops(generator, discriminator) -> int:
 def time_mode(mode: str, image_size: int, width: float, batch_size: int, steps: int, warmup: int = 1) -> dict:
     """images/s of one mode ('eager', 'graph', 'xla') on fresh models and random uint8 data."""
     import numpy as np
-    import tensorflow as tf
 
     from covidgan_utils import tf_gan
 
+    tf = tf_gan.tf
     tf.keras.utils.set_random_seed(0)
     generator = tf_gan.build_generator(image_size, width=width)
     discriminator = tf_gan.build_discriminator(image_size, width=width)
@@ -106,66 +109,81 @@ def time_mode(mode: str, image_size: int, width: float, batch_size: int, steps: 
     }
 
 
-def run(quick: bool = False) -> dict:
-    """Benchmark the three modes at the report's size and at the demo size; returns a JSON-ready dict."""
-    import tensorflow as tf
+def run(quick: bool = False, peak_gflops: float | None = None) -> list[dict]:
+    """Eager vs graph vs XLA at the report's size and the demo size; rows in benchmarks/run.py's shape."""
+    from _timing import result
 
-    from covidgan_utils import config
-    from covidgan_utils import tf_gan  # noqa: F401 - quiet TensorFlow import
+    from covidgan_utils import config, tf_gan  # tf_gan first: it imports TensorFlow quietly
+
+    tf = tf_gan.tf
 
     demo = config.PROFILES["demo"]
-    cases = [
-        # (name, image_size, width, batch_size, timed steps)
-        ("report_128", 128, 1.0, 8 if quick else 32, 2 if quick else 3),
-        ("demo", demo["image_size"], demo["tf_width"], demo["tf_batch_size"], 3 if quick else 8),
+    cases = [  # (name, image_size, width, batch_size, timed steps, modes)
+        ("report_128", 128, 1.0, 4 if quick else 32, 1 if quick else 3, ("eager", "graph") if quick else MODES),
+        ("demo", demo["image_size"], demo["tf_width"], demo["tf_batch_size"], 2 if quick else 8, MODES),
     ]
-    peak = matmul_peak_gflops(1024 if quick else 2048)
-    results = {
-        "benchmark": "tf_cgan_train",
-        "quick": quick,
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-            "tensorflow": tf.__version__,
-        },
-        "matmul_peak_gflops": round(peak, 1),
-        "cases": {},
-    }
-    for name, size, width, batch, steps in cases:
-        rows = {}
-        for mode in ("eager", "graph", "xla"):
-            rows[mode] = time_mode(mode, size, width, batch, steps=1 if (mode == "eager" and size >= 128) else steps)
-            rows[mode]["fraction_of_peak"] = round(rows[mode]["achieved_gflops"] / peak, 3)
-            print(f"{name:>11} {mode:>5}: {rows[mode]['images_per_s']:8.1f} img/s  "
-                  f"{rows[mode]['achieved_gflops']:7.1f} GFLOP/s ({rows[mode]['fraction_of_peak']:.0%} of matmul peak)  "
-                  f"warm-up {rows[mode]['warmup_s']:.1f} s", flush=True)
-        ratios = {
-            "graph_vs_eager": round(rows["graph"]["images_per_s"] / rows["eager"]["images_per_s"], 2),
-            "xla_vs_eager": round(rows["xla"]["images_per_s"] / rows["eager"]["images_per_s"], 2),
-            "xla_vs_graph": round(rows["xla"]["images_per_s"] / rows["graph"]["images_per_s"], 2),
-        }
-        fastest = max(("graph", "xla"), key=lambda m: rows[m]["images_per_s"])
-        results["cases"][name] = {"modes": rows, "ratios": ratios, "fastest_compiled": fastest}
-        print(f"{name:>11} ratios: " + ", ".join(f"{k} {v}x" for k, v in ratios.items()) + f"; fastest compiled: {fastest}")
-    votes = [c["fastest_compiled"] for c in results["cases"].values()]
-    results["recommended_jit_compile"] = votes.count("xla") > len(votes) / 2
-    print(f"matmul peak {peak:.1f} GFLOP/s; recommended train(jit_compile=...) default here: "
-          f"{results['recommended_jit_compile']}")
-    return results
+    peak = peak_gflops or matmul_peak_gflops(1024 if quick else 2048)
+    machine = f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip()
+    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
+    rows = []
+    for name, size, width, batch, steps, modes in cases:
+        timings = {}
+        for mode in modes:
+            # one eager step at 128 px takes tens of seconds on a CPU: time it once
+            timings[mode] = time_mode(mode, size, width, batch, steps=1 if (mode == "eager" and size >= 128) else steps)
+            timings[mode]["fraction_of_peak"] = round(timings[mode]["achieved_gflops"] / peak, 3)
+            t = timings[mode]
+            print(
+                f"{name:>10} {mode:>5}: {t['images_per_s']:8.2f} img/s  {t['achieved_gflops']:6.1f} GFLOP/s "
+                f"({t['fraction_of_peak']:.0%} of matmul peak)  warm-up {t['warmup_s']:.1f} s",
+                flush=True,
+            )
+        compiled = [m for m in ("graph", "xla") if m in timings]
+        fastest = max(compiled, key=lambda m: timings[m]["images_per_s"])
+        best, eager = timings[fastest], timings["eager"]
+        ratios = {f"{m}_vs_eager": round(timings[m]["images_per_s"] / eager["images_per_s"], 2) for m in compiled}
+        if "xla" in timings:
+            ratios["xla_vs_graph"] = round(timings["xla"]["images_per_s"] / timings["graph"]["images_per_s"], 2)
+        print(f"{name:>10} ratios: " + ", ".join(f"{k} {v}x" for k, v in ratios.items()) + f"; fastest: {fastest}")
+        rows.append(
+            result(
+                f"tf_cgan_train_{name}",
+                best["images_per_s"],
+                "images/s",
+                baseline=eager["images_per_s"],
+                ratio=round(best["images_per_s"] / eager["images_per_s"], 2),
+                target=1.0,
+                gflops=best["achieved_gflops"],
+                peak_gflops=round(peak, 1),
+                fraction_of_peak=round(best["achieved_gflops"] / peak, 3),
+                fraction_target=0.5,
+                fastest=fastest,
+                ratios=ratios,
+                modes=timings,
+                image_size=size,
+                width=width,
+                batch_size=batch,
+                machine=machine,
+                gpus=gpus,
+                tensorflow=tf.__version__,
+            )
+        )
+    votes = [r["fastest"] for r in rows if "xla" in r["modes"]]
+    print(
+        f"fp32 matmul peak {peak:.1f} GFLOP/s; XLA fastest in {votes.count('xla')} of {len(votes)} cases "
+        f"(tf_gan.JIT_DEFAULT = {tf_gan.JIT_DEFAULT})"
+    )
+    return rows
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller batches and fewer steps (a minute or two)")
+    parser.add_argument("--quick", action="store_true", help="demo size in all modes, 128 px at batch 4 without XLA")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
-    results = run(quick=args.quick)
+    rows = run(quick=args.quick)
     if args.out:
-        from covidgan_utils.files import write_json
-
-        write_json(args.out, results)
+        args.out.write_text(json.dumps(rows, indent=2) + "\n")
     return 0
 
 

@@ -151,8 +151,13 @@ def build_discriminator(image_size=128, n_classes=2, width=1.0, channels=1) -> k
     x = layers.Concatenate(name="concat")([image, plane])
     for i, (c, stride) in enumerate(((32, 1), (64, 2), (128, 2), (512, 2)), 1):
         conv = layers.Conv2D(
-            _width(c, width), 3, strides=stride, padding="same", kernel_initializer=_init(),
-            kernel_regularizer=reg, name=f"conv_{i}",
+            _width(c, width),
+            3,
+            strides=stride,
+            padding="same",
+            kernel_initializer=_init(),
+            kernel_regularizer=reg,
+            name=f"conv_{i}",
         )
         bn = layers.BatchNormalization(momentum=D_BN_MOMENTUM, name=f"bn_{i}")
         act = layers.LeakyReLU(LEAKY_SLOPE, name=f"leaky_relu_{i}")
@@ -297,7 +302,9 @@ def _restore_newest(out_dir: Path, ckpt: tf.train.Checkpoint, variables, verbose
             ckpt.read(str(path / "ckpt")).assert_existing_objects_matched()
         except Exception as err:  # noqa: BLE001 - an unreadable checkpoint is skipped, never trusted
             if verbose:
-                print(f"Skipping unreadable checkpoint {path.name}: {type(err).__name__}: {_short(err)}", file=sys.stderr)
+                print(
+                    f"Skipping unreadable checkpoint {path.name}: {type(err).__name__}: {_short(err)}", file=sys.stderr
+                )
             for v, value in zip(variables, backup):  # undo a half-finished restore
                 v.assign(value)
             continue
@@ -318,7 +325,9 @@ def load_checkpoint_state(out_dir, verbose: bool = True) -> dict | None:
             state = _read_state(path)
         except Exception as err:  # noqa: BLE001
             if verbose:
-                print(f"Skipping unreadable checkpoint {path.name}: {type(err).__name__}: {_short(err)}", file=sys.stderr)
+                print(
+                    f"Skipping unreadable checkpoint {path.name}: {type(err).__name__}: {_short(err)}", file=sys.stderr
+                )
             continue
         state["path"] = path
         return state
@@ -329,7 +338,9 @@ def load_checkpoint_state(out_dir, verbose: bool = True) -> dict | None:
 
 
 def _bce_logits(target: float, logits):
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), target), logits=logits))
+    return tf.reduce_mean(
+        tf.nn.sigmoid_cross_entropy_with_logits(labels=tf.fill(tf.shape(logits), target), logits=logits)
+    )
 
 
 def make_train_step(generator, discriminator, g_opt, d_opt, rng: tf.random.Generator, jit_compile=None, compiled=True):
@@ -356,7 +367,9 @@ def make_train_step(generator, discriminator, g_opt, d_opt, rng: tf.random.Gener
             g_loss = _bce_logits(1.0, gen_logits)
         g_grads = g_tape.gradient(g_loss, generator.trainable_variables)
         g_opt.apply_gradients(zip(g_grads, generator.trainable_variables))
-        return tf.stack([d_loss, g_loss, tf.reduce_mean(tf.sigmoid(real_logits)), tf.reduce_mean(tf.sigmoid(fake_logits))])
+        return tf.stack(
+            [d_loss, g_loss, tf.reduce_mean(tf.sigmoid(real_logits)), tf.reduce_mean(tf.sigmoid(fake_logits))]
+        )
 
     if not compiled:
         return step
@@ -445,12 +458,21 @@ def train(
     ckpt = tf.train.Checkpoint(
         generator=generator, discriminator=discriminator, g_optimizer=g_opt, d_optimizer=d_opt, rng=rng, epoch=epoch_var
     )
-    variables = [*generator.variables, *discriminator.variables, *g_opt.variables, *d_opt.variables, rng.state, epoch_var]
+    variables = [
+        *generator.variables,
+        *discriminator.variables,
+        *g_opt.variables,
+        *d_opt.variables,
+        rng.state,
+        epoch_var,
+    ]
 
     history: list[dict] = []
     start = 0
     if not resume and checkpoint_dirs(out_dir):
-        raise FileExistsError(f"{out_dir} already holds checkpoints; pass resume=True to continue, or choose a new out_dir.")
+        raise FileExistsError(
+            f"{out_dir} already holds checkpoints; pass resume=True to continue, or choose a new out_dir."
+        )
     saved = load_checkpoint_state(out_dir, verbose=False) if resume else None
     if saved is not None:
         for name, kwargs in (("generator", g_kwargs), ("discriminator", d_kwargs)):
@@ -477,7 +499,9 @@ def train(
 
     def save_samples(epoch: int) -> None:
         fake, _ = eval_step(z_test, y_test)
-        write_npz(out_dir / "samples" / f"epoch_{epoch:04d}.npz", images=to_uint8(fake), labels=grid_labels, epoch=epoch)
+        write_npz(
+            out_dir / "samples" / f"epoch_{epoch:04d}.npz", images=to_uint8(fake), labels=grid_labels, epoch=epoch
+        )
 
     if start == 0:
         save_samples(0)
@@ -547,7 +571,9 @@ def load_generator(out_dir) -> keras.Model:
             kwargs = json.loads((path / "generator.json").read_text())
             epoch = int(_read_state(path)["epoch"])
             generator = build_generator(**kwargs)
-            tf.train.Checkpoint(generator=generator).read(str(path / "ckpt")).expect_partial().assert_existing_objects_matched()
+            tf.train.Checkpoint(generator=generator).read(
+                str(path / "ckpt")
+            ).expect_partial().assert_existing_objects_matched()
         except Exception as err:  # noqa: BLE001
             print(f"Skipping unreadable checkpoint {path.name}: {type(err).__name__}: {_short(err)}", file=sys.stderr)
             continue
