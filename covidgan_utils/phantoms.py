@@ -49,6 +49,20 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     return w @ rng.standard_normal((cells + 1, cells + 1)).astype(np.float32) @ w.T
 
 
+def _polar_lookup(grid: np.ndarray, turn: np.ndarray, radial: np.ndarray) -> np.ndarray:
+    """Bilinear lookup in a (angle, radius) noise grid; ``turn`` in turns (periodic), ``radial`` in cells."""
+    n_a, n_r = grid.shape
+    a = np.mod(turn, 1.0) * n_a
+    b = np.clip(radial, 0, n_r - 1.001)
+    a0, b0 = np.floor(a).astype(np.intp), np.floor(b).astype(np.intp)
+    fa, fb = a - a0, b - b0
+    a0 %= n_a
+    a1 = (a0 + 1) % n_a
+    top = grid[a0, b0] * (1 - fb) + grid[a0, b0 + 1] * fb
+    bottom = grid[a1, b0] * (1 - fb) + grid[a1, b0 + 1] * fb
+    return top * (1 - fa) + bottom * fa
+
+
 def _bands(phase: np.ndarray, duty: float, soft: float) -> np.ndarray:
     """Periodic bone bands along ``phase`` (one per unit): a bright core with brighter cortical edges."""
     d = np.abs(phase - np.floor(phase) - 0.5)  # 0 at the middle of a band, 0.5 between bands
@@ -88,18 +102,18 @@ def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: flo
     wall = body_w * (0.96 + 0.06 * np.clip(Y + 0.2, -1, 0.6))
     thickness = np.sqrt(np.clip(1 - (ax / (wall * 1.1)) ** 2, 0, None))
     torso = np.maximum(_sig((Y - shoulder_y) / 0.04), 0.85 * _sig((0.22 - ax) / 0.03)) * _sig((wall - ax) / 0.025)
-    T = thickness * torso
+    T = (0.82 * thickness + 0.25 * np.exp(-((X / 0.3) ** 2))) * torso  # thickest at the mediastinum
     if rng.random() < 0.5:  # arms at the sides
         arm = np.clip(1 - ((ax - body_w - u(0.16, 0.26)) / 0.14) ** 2, 0, None)
         T += 0.7 * np.sqrt(arm) * _sig((Y + 0.75) / 0.05)
 
     # --- heart (image right of centre), merging into the diaphragm ---
     heart_w = u(0.3, 0.4)
-    hcx, hcy = u(0.08, 0.15), base_y - u(0.18, 0.26)
-    ha = np.deg2rad(u(15, 35))
+    hcx, hcy = u(0.08, 0.15), base_y - u(0.1, 0.18)
+    ha = np.deg2rad(u(10, 25))
     hxr = np.float32(np.cos(ha)) * (X - hcx) + np.float32(np.sin(ha)) * (Y - hcy)
     hyr = np.float32(-np.sin(ha)) * (X - hcx) + np.float32(np.cos(ha)) * (Y - hcy)
-    heart = _sig((1 - np.sqrt((hxr / heart_w) ** 2 + (hyr / (heart_w * u(0.72, 0.88))) ** 2)) / 0.03)
+    heart = _sig((1 - np.sqrt((hxr / heart_w) ** 2 + (hyr / (heart_w * u(0.62, 0.76))) ** 2)) / 0.05)
 
     # --- lungs (the patient's right lung on the image's left) ---
     air = np.zeros_like(X)
@@ -113,7 +127,7 @@ def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: flo
         v = np.clip((Y - top) / (base - top), 0, 1.2)
         width = lat - med
         vc = np.clip(v, 0, 1)
-        u_lat = med + width * np.sqrt(1 - (1 - vc) ** 2) * (1 + 0.05 * np.sin(np.pi * vc))
+        u_lat = med + width * (1 - (1 - vc) ** 2) ** 0.35 * (1 + 0.04 * np.sin(np.pi * vc))
         u_med = med + 0.05 * np.clip(0.25 - vc, 0, None)  # narrower at the apex
         p = np.clip((uu - med) / width, 0, 1)
         dia_y = base - u(0.14, 0.22) * np.clip(np.sin(np.pi * p**0.8), 0, 1) ** 0.7
@@ -135,8 +149,9 @@ def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: flo
         dx, dy = s * (X - hx), Y - hy
         r = np.sqrt(dx * dx + dy * dy)
         t01 = (np.arctan2(dy, dx) + np.pi) / (2 * np.pi) + 0.012 * wiggle
-        fine = ndimage.map_coordinates(rng.standard_normal((160, 10)).astype(np.float32), [t01 * 159, np.clip(r, 0, 1.4) * 7], order=1, mode="wrap")
-        coarse = ndimage.map_coordinates(rng.standard_normal((60, 6)).astype(np.float32), [t01 * 59, np.clip(r, 0, 1.4) * 4], order=1, mode="wrap")
+        rr = np.clip(r, 0, 1.4)
+        fine = _polar_lookup(rng.standard_normal((160, 10)).astype(np.float32), t01, rr * 7)
+        coarse = _polar_lookup(rng.standard_normal((60, 6)).astype(np.float32), t01, rr * 4)
         vessels = np.clip(fine + 0.7 * coarse - 0.5, 0, None)
         T += 0.2 * vessels * np.exp(-r / 0.45) * regions[s][0]
         T += 0.2 * np.exp(-(((X - hx) / 0.06) ** 2 + ((Y - hy) / 0.13) ** 2))  # hilum
@@ -162,8 +177,14 @@ def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: flo
         ant = (Y - first - 0.25 - 0.55 * (lat - uu) + 0.2 * (lat - uu) ** 2) / spacing
         T += 0.06 * _bands(ant, 0.3, 0.06) * _sig((uu - 0.28) / 0.04) * _sig(ant / 0.1) * chest
         # clavicle: from the sternal notch outwards and slightly up
-        cy = apex_y - 0.04 + rng.normal(0, 0.03) - 0.16 * (uu - 0.1) + 0.22 * (uu - 0.4) ** 2
-        T += 0.3 * _sig((0.03 - np.abs(Y - cy)) / edge) * _sig((uu - 0.07) / 0.02) * _sig((0.75 - uu) / 0.05)
+        cy = apex_y + 0.1 + rng.normal(0, 0.03) - 0.24 * (uu - 0.1) + 0.12 * (uu - 0.1) ** 2
+        T += (
+            0.25
+            * _bands((Y - cy) / 0.09 + 0.5, 0.8, 0.06)
+            * (np.abs(Y - cy) < 0.045)
+            * _sig((uu - 0.07) / 0.02)
+            * _sig((0.75 - uu) / 0.05)
+        )
         T += 0.07 * _sig((uu - body_w * u(0.74, 0.84)) / 0.04) * _sig((-0.05 - Y) / 0.1) * _sig((body_w - uu) / 0.03)
 
     # --- breast shadows (either class): lower-lateral haze, a confounder ---
@@ -273,8 +294,10 @@ def _holds(out_dir: Path, record: dict) -> bool:
 def _describe_existing(out_dir: Path) -> str:
     try:
         found = json.loads((out_dir / MANIFEST).read_text())
-        return (f"a phantom dataset with per_class={found.get('per_class')}, size={found.get('size')}, "
-                f"seed={found.get('seed')}, version={found.get('version')}")
+        return (
+            f"a phantom dataset with per_class={found.get('per_class')}, size={found.get('size')}, "
+            f"seed={found.get('seed')}, version={found.get('version')}"
+        )
     except (OSError, ValueError):
         return f"{sum(1 for _ in out_dir.iterdir())} entries that are not a phantom dataset"
 
@@ -289,8 +312,15 @@ def _is_stale_phantoms(out_dir: Path, record: dict) -> bool:
     return same and found.get("version") != record["version"]
 
 
-def generate_dataset(out_dir, per_class: dict | int = DEFAULT_PER_CLASS, size: int = 128, seed: int = 0,
-                     progress: bool = True, workers: int | None = None, replace_stale: bool = False) -> Path:
+def generate_dataset(
+    out_dir,
+    per_class: dict | int = DEFAULT_PER_CLASS,
+    size: int = 128,
+    seed: int = 0,
+    progress: bool = True,
+    workers: int | None = None,
+    replace_stale: bool = False,
+) -> Path:
     """Write a phantom dataset in the Kaggle layout (out_dir/COVID/COVID-1.png ...), atomically.
 
     An existing out_dir holding exactly this dataset is returned unchanged; any other non-empty
@@ -318,7 +348,8 @@ def generate_dataset(out_dir, per_class: dict | int = DEFAULT_PER_CLASS, size: i
                 raise FileExistsError(
                     f"{out_dir} already holds {_describe_existing(out_dir)}, not the requested phantoms "
                     f"(per_class={counts}, size={size}, seed={seed}, version={PHANTOM_VERSION}). "
-                    "Choose another folder or delete this one; nothing was written.")
+                    "Choose another folder or delete this one; nothing was written."
+                )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     try:
@@ -366,8 +397,13 @@ def ensure_phantoms(cfg) -> Path:
     """Generate (or reuse) the profile's phantom dataset at config.phantom_dir(cfg); returns the folder."""
     from .config import phantom_dir
 
-    return generate_dataset(phantom_dir(cfg), cfg.phantom_per_class, cfg.phantom_size,
-                            seed=cfg.settings.get("phantom_seed", 0), replace_stale=True)
+    return generate_dataset(
+        phantom_dir(cfg),
+        cfg.phantom_per_class,
+        cfg.phantom_size,
+        seed=cfg.settings.get("phantom_seed", 0),
+        replace_stale=True,
+    )
 
 
 def main(argv=None) -> int:
@@ -377,9 +413,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m covidgan_utils phantoms",
         description="Write the built-in phantom dataset (synthetic chest-X-ray-like images, not medical data) "
-                    "as OUT_DIR/COVID/*.png and OUT_DIR/Normal/*.png.")
+        "as OUT_DIR/COVID/*.png and OUT_DIR/Normal/*.png.",
+    )
     ap.add_argument("out_dir", metavar="OUT_DIR")
-    ap.add_argument("--per-class", type=int, default=None, metavar="N", help="images per class (default: 403 COVID, 721 Normal)")
+    ap.add_argument(
+        "--per-class", type=int, default=None, metavar="N", help="images per class (default: 403 COVID, 721 Normal)"
+    )
     ap.add_argument("--covid", type=int, default=None, metavar="N", help="COVID images (overrides --per-class)")
     ap.add_argument("--normal", type=int, default=None, metavar="M", help="Normal images (overrides --per-class)")
     ap.add_argument("--size", type=int, default=128, metavar="S", help="image side in pixels (default 128)")
@@ -394,10 +433,14 @@ def main(argv=None) -> int:
         counts["Normal"] = args.normal
     start = time.perf_counter()
     try:
-        out = generate_dataset(args.out_dir, counts, args.size, args.seed, progress=not args.quiet, workers=args.workers)
+        out = generate_dataset(
+            args.out_dir, counts, args.size, args.seed, progress=not args.quiet, workers=args.workers
+        )
     except (FileExistsError, ValueError, TypeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{sum(counts.values())} phantom images ({counts['COVID']} COVID, {counts['Normal']} Normal, {args.size} px, "
-          f"seed {args.seed}; synthetic, not medical data) in {out} ({time.perf_counter() - start:.1f} s)")
+    print(
+        f"{sum(counts.values())} phantom images ({counts['COVID']} COVID, {counts['Normal']} Normal, {args.size} px, "
+        f"seed {args.seed}; synthetic, not medical data) in {out} ({time.perf_counter() - start:.1f} s)"
+    )
     return 0
