@@ -46,7 +46,12 @@ def bootstrap_ci(correct, n_resamples: int = 2000, seed: int = 0, alpha: float =
         v = float(correct.mean()) if len(correct) else math.nan
         return [v, v]
     res = bootstrap(
-        (correct,), np.mean, n_resamples=n_resamples, confidence_level=1 - alpha, method="percentile", random_state=np.random.default_rng(seed)
+        (correct,),
+        np.mean,
+        n_resamples=n_resamples,
+        confidence_level=1 - alpha,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
     )
     return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
@@ -87,7 +92,13 @@ def mcnemar_test(labels, pred_a, pred_b) -> dict:
     b = np.asarray(pred_b) == y
     table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
     res = mcnemar(table, exact=True)
-    return {"table": table, "pvalue": float(res.pvalue), "statistic": float(res.statistic), "a_only": table[0][1], "b_only": table[1][0]}
+    return {
+        "table": table,
+        "pvalue": float(res.pvalue),
+        "statistic": float(res.statistic),
+        "a_only": table[0][1],
+        "b_only": table[1][0],
+    }
 
 
 def majority_vote(predictions, condition: str):
@@ -100,7 +111,13 @@ def majority_vote(predictions, condition: str):
     return votes.index.to_numpy(), g["label"].first().to_numpy(np.int64), pred, prob.to_numpy()
 
 
-def summarize(predictions, train_info: dict | None = None, skipped: dict | None = None, settings: dict | None = None, ci: str = "wilson") -> dict:
+def summarize(
+    predictions,
+    train_info: dict | None = None,
+    skipped: dict | None = None,
+    settings: dict | None = None,
+    ci: str = "wilson",
+) -> dict:
     """results.json (CONTRACT): per-condition metrics over seeds, McNemar vs ``real``, settings."""
     if ci not in ("wilson", "bootstrap"):
         raise ValueError(f"ci must be 'wilson' or 'bootstrap', not {ci!r}")
@@ -146,7 +163,9 @@ def summarize(predictions, train_info: dict | None = None, skipped: dict | None 
             for seed in sorted(set(conditions["real"]["seeds"]) & set(conditions[cond]["seeds"])):
                 r = predictions[(predictions["condition"] == "real") & (predictions["seed"] == seed)]
                 o = predictions[(predictions["condition"] == cond) & (predictions["seed"] == seed)]
-                per_seed.append({"seed": int(seed), **mcnemar_test(r["label"], r["pred"].to_numpy(), o["pred"].to_numpy())})
+                per_seed.append(
+                    {"seed": int(seed), **mcnemar_test(r["label"], r["pred"].to_numpy(), o["pred"].to_numpy())}
+                )
             mcnemar[cond] = test["pvalue"]
             detail[cond] = {
                 "method": "exact McNemar, real vs condition, on the per-image majority vote over seeds",
@@ -170,7 +189,10 @@ def write_results(run_dir, results: dict, predictions) -> dict:
 
     out = Path(run_dir) / "transfer"
     cols = ["condition", "seed", "path", "label", "prob_covid", "pred"]
-    return {"results": write_json(out / "results.json", _clean(results)), "predictions": write_csv(out / "predictions.csv", predictions[cols])}
+    return {
+        "results": write_json(out / "results.json", _clean(results)),
+        "predictions": write_csv(out / "predictions.csv", predictions[cols]),
+    }
 
 
 def results_table(results: dict):
@@ -206,22 +228,34 @@ def reading(results: dict) -> list[str]:
     n_val = base["n_val"]
     lines = [f"{n_val} validation images: one image = {100 / n_val:.2f} accuracy points."]
     low, high = base["accuracy_ci"]
-    lines.append(f"real: accuracy {base['accuracy']:.3f}, 95% CI [{low:.3f}, {high:.3f}] ({high - low:.3f} wide: {(high - low) * n_val:.0f} images).")
+    lines.append(
+        f"real: accuracy {base['accuracy']:.3f}, 95% CI [{low:.3f}, {high:.3f}] ({high - low:.3f} wide: {(high - low) * n_val:.0f} images)."
+    )
     for cond, c in conds.items():
         if cond == "real":
             continue
         diff = c["accuracy"] - base["accuracy"]
         spread = max(base["accuracy_seed_sd"], c["accuracy_seed_sd"])
         p = results["mcnemar"].get(cond)
-        verdict_seed = (
-            "larger than" if abs(diff) > 2 * spread and spread > 0 else "within" if spread > 0 else "not comparable with (one seed only)"
-        )
+        if len(c["seeds"]) < 2 or len(base["seeds"]) < 2:
+            verdict_seed, seed_text = "unknown", "seed spread unknown (one seed)"
+        else:
+            verdict_seed = "larger than" if abs(diff) > 2 * spread else "within"
+            seed_text = f"{verdict_seed} twice the seed sd ({spread:.3f})"
         per_seed = results.get("mcnemar_detail", {}).get(cond, {}).get("per_seed_pvalues", [])
         sig = sum(1 for q in per_seed if q < 0.05)
-        verdict = "a real difference is supported" if p is not None and p < 0.05 and verdict_seed == "larger than" else "no evidence of a real difference"
+        significant = p is not None and p < 0.05
+        if significant and verdict_seed == "larger than":
+            verdict = "the difference survives both the seeds and the paired test"
+        elif significant:
+            verdict = "significant on the paired test, but not shown to exceed the seed-to-seed spread"
+        elif verdict_seed == "larger than":
+            verdict = "larger than the seed spread, but not significant on the paired test"
+        else:
+            verdict = "no evidence of a real difference"
         lines.append(
             f"{cond}: {c['accuracy']:.3f} ({diff:+.3f} = {diff * n_val:+.1f} images), "
-            f"{verdict_seed} twice the seed sd ({spread:.3f}); exact McNemar p = {_fmt(p)} on the majority vote"
+            f"{seed_text}; exact McNemar p = {_fmt(p)} on the majority vote"
             + (f", p < 0.05 in {sig}/{len(per_seed)} seed-matched runs" if per_seed else "")
             + f": {verdict}."
         )
@@ -236,7 +270,10 @@ def report_mcnemar_best_case(n_val: int = 192) -> dict:
     out = {}
     for cond in ("real+torch", "real+tf"):
         gain = round(REPORT[cond] * n_val) - base
-        out[cond] = {"images_gained": int(gain), "best_case_pvalue": float(mcnemar([[base, 0], [gain, n_val - base - gain]], exact=True).pvalue)}
+        out[cond] = {
+            "images_gained": int(gain),
+            "best_case_pvalue": float(mcnemar([[base, 0], [gain, n_val - base - gain]], exact=True).pvalue),
+        }
     return out
 
 
@@ -264,4 +301,17 @@ def _clean(obj):
     return obj
 
 
-__all__ = ["CLASSES", "REPORT", "WAHEED", "bootstrap_ci", "majority_vote", "mcnemar_test", "metrics", "reading", "results_table", "summarize", "wilson_ci", "write_results"]
+__all__ = [
+    "CLASSES",
+    "REPORT",
+    "WAHEED",
+    "bootstrap_ci",
+    "majority_vote",
+    "mcnemar_test",
+    "metrics",
+    "reading",
+    "results_table",
+    "summarize",
+    "wilson_ci",
+    "write_results",
+]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ GAN_FOLDERS = {"torch": "torch_gan", "tf": "tf_gan"}
 GAN_NOTEBOOKS = {"torch": "notebooks/02_pytorch_cgan.ipynb", "tf": "notebooks/03_tensorflow_cgan.ipynb"}
 NOTEBOOK_04 = "notebooks/04_synthetic_data.ipynb"
 MANIFEST_COLUMNS = ["path", "label", "seed"]
-MIN_RANGE = 2  # an image whose pixel values span fewer gray levels than this is blank/constant
+MIN_RANGE = 1  # rejected: an image whose pixels all have one value (blank or constant)
+FLAT_RANGE = 8  # warned about: fewer gray levels than this (an untrained generator's flat gray)
 
 
 class SyntheticImageError(ValueError):
@@ -48,10 +50,10 @@ def framework_dir(run_dir, framework: str) -> Path:
     return Path(run_dir) / "synthetic" / framework
 
 
-def check_images(images, image_size: int | None = None) -> np.ndarray:
+def check_images(images, image_size: int | None = None, min_range: int = MIN_RANGE) -> np.ndarray:
     """Return the images as uint8 (N,H,W,C) or raise SyntheticImageError listing every bad one.
 
-    Rejected: NaN/inf values, blank or constant images, wrong size or channel count.
+    Rejected: NaN/inf values, blank or constant images (pixel range < min_range), wrong size or channels.
     Float images are taken to be in [0, 1]; uint8 images are used as they are.
     """
     arr = np.asarray(images)
@@ -71,7 +73,11 @@ def check_images(images, image_size: int | None = None) -> np.ndarray:
     flat = arr.reshape(n, -1)
     spread = flat.max(axis=1).astype(int) - flat.min(axis=1).astype(int)
     flagged = {i for i, _ in problems}
-    problems += [(i, f"is blank/constant (pixel range {spread[i]})") for i in np.flatnonzero(spread < MIN_RANGE) if i not in flagged]
+    problems += [
+        (i, f"is blank/constant (pixel range {spread[i]})")
+        for i in np.flatnonzero(spread < min_range)
+        if i not in flagged
+    ]
     if problems:
         problems.sort()
         shown = "\n".join(f"  - image {i}: {why}" for i, why in problems[:20])
@@ -109,16 +115,19 @@ def generate(
     batch_size: int = 64,
     overwrite: bool = False,
     sample_fn=None,
+    min_range: int = MIN_RANGE,
 ):
     """Generate ``plan`` images per class, check them, write PNGs + manifest atomically; return the manifest.
 
     ``out_dir`` is RUN/synthetic/<framework>; manifest paths are relative to RUN (two levels up).
     An existing folder made with the same plan and seed is reused; a different one raises unless
     ``overwrite=True``. ``sample_fn(generator, labels, seed)`` replaces the framework's ``sample`` (tests).
+    Images with fewer than FLAT_RANGE gray levels are written but announced (an undertrained generator).
     """
     import pandas as pd
     from PIL import Image
-    from tqdm.auto import tqdm
+
+    from .progress import tqdm
 
     _check_framework(framework)
     out_dir = Path(out_dir)
@@ -127,19 +136,20 @@ def generate(
     settings = {"framework": framework, "plan": plan, "seed": int(seed), "batch_size": int(batch_size)}
     if (out_dir / "manifest.csv").exists():
         old = _read_settings(out_dir)
+        old = {k: v for k, v in (old or {}).items() if k != "nearly_flat_images"} or None
         if old == settings and not overwrite:
             if progress:
-                print(f"{rel(out_dir)} already holds this plan (seed {seed}): reusing it.")
+                print(f"{_shown(out_dir)} already holds this plan (seed {seed}): reusing it.")
             return pd.read_csv(out_dir / "manifest.csv")
         if not overwrite:
             raise FileExistsError(
-                f"{rel(out_dir)} already holds synthetic images made with other settings ({old}). "
+                f"{_shown(out_dir)} already holds synthetic images made with other settings ({old}). "
                 "Fix: pass overwrite=True to replace them, or use another run_dir."
             )
     sample_fn = sample_fn or (lambda g, labels, s: _sample(framework, g, labels, s))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
-    rows = []
+    rows, flat = [], 0
     try:
         total = sum(plan.values())
         bar = tqdm(total=total, desc=f"generating ({framework})", disable=not progress, leave=False)
@@ -149,7 +159,9 @@ def generate(
             for chunk, start in enumerate(range(0, count, batch_size)):
                 n = min(batch_size, count - start)
                 s = chunk_seed(seed, k, chunk)
-                images = check_images(sample_fn(generator, np.full(n, k, dtype=np.int64), s), image_size)
+                images = check_images(sample_fn(generator, np.full(n, k, dtype=np.int64), s), image_size, min_range)
+                pixels = images.reshape(len(images), -1).astype(np.int16)
+                flat += int(((pixels.max(1) - pixels.min(1)) < FLAT_RANGE).sum())
                 if len(images) != n:
                     raise SyntheticImageError(f"The generator returned {len(images)} images for {n} labels.")
                 for j, img in enumerate(images):
@@ -159,14 +171,22 @@ def generate(
                 bar.update(n)
         bar.close()
         manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
-        write_json(tmp / "settings.json", settings)
+        write_json(tmp / "settings.json", {**settings, "nearly_flat_images": flat})
         write_csv(tmp / "manifest.csv", manifest)
         _swap_into_place(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+    if flat:
+        message = (
+            f"{flat} of {len(manifest)} {framework} images are nearly flat (fewer than {FLAT_RANGE} gray levels): "
+            "the generator has barely learned; fine for a smoke test, not for an experiment."
+        )
+        warnings.warn(message, stacklevel=2)
+        if progress:
+            print("WARNING:", message)
     if progress:
-        print(f"wrote {len(manifest)} images to {rel(out_dir)} ({', '.join(f'{v} {k}' for k, v in plan.items())})")
+        print(f"wrote {len(manifest)} images to {_shown(out_dir)} ({', '.join(f'{v} {k}' for k, v in plan.items())})")
     return manifest
 
 
@@ -208,7 +228,9 @@ def available(run_dir) -> list[str]:
 
 def _write_png(path: Path, img: np.ndarray, Image) -> None:
     """Gray images (1 channel, or 3 equal channels) are stored as 8-bit gray PNG."""
-    if img.shape[-1] == 3 and not (np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])):
+    if img.shape[-1] == 3 and not (
+        np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 0], img[..., 2])
+    ):
         Image.fromarray(img, mode="RGB").save(path)
     else:
         Image.fromarray(img[..., 0]).save(path)
@@ -223,6 +245,11 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     os.replace(tmp, out_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _shown(out_dir: Path) -> str:
+    """RUN/synthetic/<fw> shown as <run dir>/synthetic/<fw> (no machine paths)."""
+    return f"{rel(out_dir.parent.parent)}/synthetic/{out_dir.name}"
 
 
 def _read_settings(out_dir: Path) -> dict | None:

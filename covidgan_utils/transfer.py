@@ -70,13 +70,15 @@ def build_vgg16(weights="auto", n_outputs: int = 2, seed: int = 0, verbose: bool
     """VGG16 with a fresh ``n_outputs`` head; returns (model, info).
 
     ``weights``: "imagenet" (torchvision download/cache; a failed download raises with the fix),
-    a path to a state_dict file, None (random init, announced loudly) or "auto" (ImageNet if the
+    a path to a state_dict file, None or "random" (random init, announced loudly) or "auto" (ImageNet if the
     weights are already in the torch hub cache, otherwise random init, announced loudly).
     ``info["used"]`` is "imagenet", "file" or "random"; results.json records it.
     """
     from torchvision.models import VGG16_Weights, vgg16
 
     info = {"requested": None if weights is None else str(weights)}
+    if isinstance(weights, str) and weights.lower() in ("none", "random"):
+        weights = None  # a notebook parameter cannot be None (None there means "profile default")
     if weights == "auto":
         if imagenet_cache_file().exists():
             weights = "imagenet"
@@ -111,7 +113,9 @@ def build_vgg16(weights="auto", n_outputs: int = 2, seed: int = 0, verbose: bool
             if isinstance(state, dict) and key in state and isinstance(state[key], dict):
                 state = state[key]
         state = {k.removeprefix("module."): v for k, v in state.items()}
-        state = {k: v.float() if v.is_floating_point() else v for k, v in state.items() if not k.startswith("classifier.6.")}
+        state = {
+            k: v.float() if v.is_floating_point() else v for k, v in state.items() if not k.startswith("classifier.6.")
+        }
         expected = {k for k in model.state_dict() if not k.startswith("classifier.6.")}
         missing, unexpected = expected - set(state), set(state) - expected
         if missing or unexpected:
@@ -120,7 +124,9 @@ def build_vgg16(weights="auto", n_outputs: int = 2, seed: int = 0, verbose: bool
                 "Fix: save it with torch.save(torchvision.models.vgg16(...).state_dict(), path)."
             )
         shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        wrong = [f"{k} {tuple(v.shape)} (VGG16 has {shapes[k]})" for k, v in state.items() if tuple(v.shape) != shapes[k]]
+        wrong = [
+            f"{k} {tuple(v.shape)} (VGG16 has {shapes[k]})" for k, v in state.items() if tuple(v.shape) != shapes[k]
+        ]
         if wrong:
             raise ValueError(f"{path.name} does not fit VGG16: {'; '.join(wrong[:5])}.")
         model.load_state_dict(state, strict=False, assign=True)
@@ -135,11 +141,12 @@ def build_vgg16(weights="auto", n_outputs: int = 2, seed: int = 0, verbose: bool
 
 
 def _announce(message: str, verbose: bool) -> None:
-    """A loud, visible warning (printed banner + Python warning): never a silent fallback."""
-    if verbose:
+    """A loud, visible warning (printed banner, or a Python warning when quiet): never a silent fallback."""
+    if verbose:  # a banner in the notebook (a Python warning would print the kernel's temp file path)
         bar = "!" * 78
         print(f"{bar}\n!! WARNING: {message}\n{bar}")
-    warnings.warn(message, stacklevel=3)
+    else:
+        warnings.warn(message, stacklevel=3)
 
 
 def new_head(n_features: int = N_FEATURES, n_outputs: int = 2, seed: int = 0) -> nn.Linear:
@@ -176,9 +183,11 @@ def frozen_forward(model, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def extract_features(model, images, image_size: int, batch_size: int = 32, device=None, progress: bool = True, desc: str = "features"):
+def extract_features(
+    model, images, image_size: int, batch_size: int = 32, device=None, progress: bool = True, desc: str = "features"
+):
     """Run the frozen network once per image; float32 (N, 4096) features after classifier[5] (eval mode)."""
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     device = device or next(model.parameters()).device
     model.eval()
@@ -193,14 +202,20 @@ def extract_features(model, images, image_size: int, batch_size: int = 32, devic
 # ----------------------------------------------------------------------------- the head
 
 
-def train_head(features, labels, *, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3, seed: int = 0, device=None):
+def train_head(
+    features, labels, *, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3, seed: int = 0, device=None
+):
     """Train only the last layer on cached features; returns (head, losses per epoch)."""
     device = device or "cpu"
     x = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=device)
-    return _fit(lambda idx: x[idx], labels, x.shape[1], epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+    return _fit(
+        lambda idx: x[idx], labels, x.shape[1], epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device
+    )
 
 
-def train_head_plain(model, images, labels, image_size: int, *, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3, seed: int = 0):
+def train_head_plain(
+    model, images, labels, image_size: int, *, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3, seed: int = 0
+):
     """The plain way, for comparison: re-run the frozen VGG16 (eval mode) on every batch of every epoch."""
     device = next(model.parameters()).device
     model.eval()
@@ -210,7 +225,16 @@ def train_head_plain(model, images, labels, image_size: int, *, epochs: int = 20
     def batch(idx):
         return frozen_forward(model, preprocess(images[idx.cpu().numpy()], image_size, device))
 
-    return _fit(batch, labels, model.classifier[6].in_features, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+    return _fit(
+        batch,
+        labels,
+        model.classifier[6].in_features,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        device=device,
+    )
 
 
 def _fit(get_batch, labels, n_features: int, *, epochs, batch_size, lr, seed, device):
@@ -278,7 +302,12 @@ def load_datasets(cfg, progress: bool = True) -> dict:
     real = data.load_split(cfg, "train", channels=1)
     val = data.load_split(cfg, "val", channels=1)
     manifest = data.read_manifest(cfg)
-    out = {"real": real, "val": val, "val_paths": manifest.loc[manifest["split"] == "val", "path"].tolist(), "skipped": {}}
+    out = {
+        "real": real,
+        "val": val,
+        "val_paths": manifest.loc[manifest["split"] == "val", "path"].tolist(),
+        "skipped": {},
+    }
     for fw in synthesis.FRAMEWORKS:
         try:
             out[fw] = synthesis.load_synthetic(cfg.run_dir, fw, image_size=cfg.image_size, channels=1)
@@ -299,7 +328,12 @@ def extract_all(model, datasets: dict, image_size: int, batch_size: int = 32, pr
         if name in datasets:
             images, labels = datasets[name]
             start = time.perf_counter()
-            out[name] = (extract_features(model, images, image_size, batch_size, progress=progress, desc=f"VGG16 features: {name}"), labels)
+            out[name] = (
+                extract_features(
+                    model, images, image_size, batch_size, progress=progress, desc=f"VGG16 features: {name}"
+                ),
+                labels,
+            )
             seconds[name] = time.perf_counter() - start
     out["seconds"] = seconds
     return out
@@ -323,7 +357,8 @@ def run_conditions(
     (condition, seed, path, label, prob_covid, pred). Conditions whose data is absent are skipped.
     """
     import pandas as pd
-    from tqdm.auto import tqdm
+
+    from .progress import tqdm
 
     val_x, val_y = features["val"]
     paths = list(val_paths) if val_paths is not None else [f"val-{i:04d}" for i in range(len(val_y))]
@@ -335,7 +370,10 @@ def run_conditions(
             continue
         runnable.append(cond)
         y = np.concatenate([features[s][1] for s in condition_sources(cond)])
-        info[cond] = {"n_train": int(len(y)), "n_train_per_class": {c: int((y == k).sum()) for k, c in enumerate(CLASSES)}}
+        info[cond] = {
+            "n_train": int(len(y)),
+            "n_train_per_class": {c: int((y == k).sum()) for k, c in enumerate(CLASSES)},
+        }
     frames = []
     jobs = [(c, s) for c in runnable for s in seeds]
     for cond, seed in tqdm(jobs, desc="training heads", disable=not progress, leave=False):
@@ -372,7 +410,8 @@ def experiment_settings(cfg, weights_info: dict, batch_size: int = 32, lr: float
         "data": "phantoms" if cfg.uses_phantoms else rel(cfg.data_dir),
         "vgg_weights": weights_info.get("used"),
         "vgg_weights_requested": weights_info.get("requested"),
-        "vgg_weights_description": weights_info.get("description", "") + (f" ({weights_info['note']})" if "note" in weights_info else ""),
+        "vgg_weights_description": weights_info.get("description", "")
+        + (f" ({weights_info['note']})" if "note" in weights_info else ""),
         "vgg_image_size": int(cfg.vgg_image_size),
         "image_size": int(cfg.image_size),
         "epochs": int(cfg.vgg_epochs),
@@ -394,7 +433,13 @@ def run_experiment(cfg, conditions=CONDITIONS, progress: bool = True, device=Non
     model.to(device)
     features = extract_all(model, datasets, cfg.vgg_image_size, progress=progress)
     predictions, info, skipped = run_conditions(
-        features, conditions=conditions, seeds=cfg.seeds, epochs=cfg.vgg_epochs, val_paths=datasets["val_paths"], progress=progress, device=device
+        features,
+        conditions=conditions,
+        seeds=cfg.seeds,
+        epochs=cfg.vgg_epochs,
+        val_paths=datasets["val_paths"],
+        progress=progress,
+        device=device,
     )
     settings = experiment_settings(cfg, weights_info)
     results = evaluation.summarize(predictions, train_info=info, skipped=skipped, settings=settings)

@@ -85,16 +85,39 @@ def fake_predictions(n=40, seeds=(0, 1, 2), conditions=("real", "real+torch"), s
             prob = np.where(y == 1, 0.8, 0.2) + rng.normal(0, 0.01, n)
             if cond == "real":
                 prob[:4] = 0.3  # four COVID images missed by every seed
-            rows.append(pd.DataFrame({"condition": cond, "seed": s, "path": [f"v{i}" for i in range(n)], "label": y, "prob_covid": prob, "pred": (prob >= 0.5).astype(int)}))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "condition": cond,
+                        "seed": s,
+                        "path": [f"v{i}" for i in range(n)],
+                        "label": y,
+                        "prob_covid": prob,
+                        "pred": (prob >= 0.5).astype(int),
+                    }
+                )
+            )
     return pd.concat(rows, ignore_index=True)
 
 
 def test_summarize_contract_and_values(tmp_path):
     preds = fake_predictions()
-    results = evaluation.summarize(preds, train_info={"real": {"n_train": 100}, "real+torch": {"n_train": 200}}, settings={"vgg_weights": "random"})
+    results = evaluation.summarize(
+        preds, train_info={"real": {"n_train": 100}, "real+torch": {"n_train": 200}}, settings={"vgg_weights": "random"}
+    )
     assert set(results["conditions"]) == {"real", "real+torch"}
     for c in results["conditions"].values():
-        for key in ("accuracy", "accuracy_ci", "sensitivity", "specificity", "roc_auc", "n_train", "n_val", "seeds", "per_seed"):
+        for key in (
+            "accuracy",
+            "accuracy_ci",
+            "sensitivity",
+            "specificity",
+            "roc_auc",
+            "n_train",
+            "n_val",
+            "seeds",
+            "per_seed",
+        ):
             assert key in c
         assert c["seeds"] == [0, 1, 2] and len(c["per_seed"]) == 3 and c["n_val"] == 40
         low, high = c["accuracy_ci"]

@@ -36,7 +36,9 @@ def test_plan_edge_cases():
 def test_generate_writes_pngs_and_manifest(tmp_path):
     out = synthesis.framework_dir(tmp_path, "torch")
     plan = {"COVID": 7, "Normal": 5}
-    manifest = synthesis.generate("torch", None, plan, out, seed=3, progress=False, image_size=SIZE, batch_size=4, sample_fn=fake_sample)
+    manifest = synthesis.generate(
+        "torch", None, plan, out, seed=3, progress=False, image_size=SIZE, batch_size=4, sample_fn=fake_sample
+    )
     assert list(manifest.columns) == ["path", "label", "seed"]
     assert manifest["label"].value_counts().to_dict() == {"COVID": 7, "Normal": 5}
     on_disk = pd.read_csv(out / "manifest.csv")
@@ -62,7 +64,9 @@ def test_generate_is_seeded_and_reuses_or_refuses(tmp_path):
     out = synthesis.framework_dir(tmp_path, "tf")
     plan = {"COVID": 3, "Normal": 2}
     first = synthesis.generate("tf", None, plan, out, seed=0, progress=False, sample_fn=fake_sample)
-    again = synthesis.generate("tf", None, plan, out, seed=0, progress=False, sample_fn=lambda *a: pytest.fail("should reuse"))
+    again = synthesis.generate(
+        "tf", None, plan, out, seed=0, progress=False, sample_fn=lambda *a: pytest.fail("should reuse")
+    )
     pd.testing.assert_frame_equal(first, again)
     with pytest.raises(FileExistsError, match="overwrite=True"):
         synthesis.generate("tf", None, plan, out, seed=1, progress=False, sample_fn=fake_sample)
@@ -97,7 +101,9 @@ def test_bad_images_are_rejected_and_nothing_is_written(tmp_path, bad, message):
 
     out = synthesis.framework_dir(tmp_path, "torch")
     with pytest.raises(synthesis.SyntheticImageError, match=message) as err:
-        synthesis.generate("torch", None, {"COVID": 6}, out, progress=False, image_size=SIZE, batch_size=3, sample_fn=broken)
+        synthesis.generate(
+            "torch", None, {"COVID": 6}, out, progress=False, image_size=SIZE, batch_size=3, sample_fn=broken
+        )
     assert len(calls) == 2
     if bad != "size":
         assert "nothing was written" in str(err.value)
@@ -122,3 +128,19 @@ def test_load_synthetic_missing_names_notebook(tmp_path):
         synthesis.load_synthetic(tmp_path, "torch", SIZE)
     with pytest.raises(ValueError, match="framework"):
         synthesis.framework_dir(tmp_path, "jax")
+
+
+def test_nearly_flat_images_are_written_but_announced(tmp_path):
+    def flat_gray(generator, labels, seed):  # an untrained sigmoid generator: 127/128 everywhere
+        imgs = np.full((len(labels), SIZE, SIZE, 3), 127, np.uint8)
+        imgs[:, 0, 0] = 128
+        return imgs
+
+    with pytest.warns(UserWarning, match="nearly flat"):
+        m = synthesis.generate(
+            "torch", None, {"COVID": 2}, synthesis.framework_dir(tmp_path, "torch"), progress=False, sample_fn=flat_gray
+        )
+    assert len(m) == 2
+    assert synthesis._read_settings(synthesis.framework_dir(tmp_path, "torch"))["nearly_flat_images"] == 2
+    with pytest.raises(synthesis.SyntheticImageError, match="blank/constant"):
+        synthesis.check_images(flat_gray(None, [0], 0), min_range=2)

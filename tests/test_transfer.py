@@ -27,10 +27,23 @@ class TinyVGG(nn.Module):
 
     def __init__(self, hidden=24):
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(4, 4, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
         self.avgpool = nn.AdaptiveAvgPool2d((2, 2))
         self.classifier = nn.Sequential(
-            nn.Linear(16, hidden), nn.ReLU(True), nn.Dropout(0.5), nn.Linear(hidden, hidden), nn.ReLU(True), nn.Dropout(0.5), nn.Linear(hidden, 2)
+            nn.Linear(16, hidden),
+            nn.ReLU(True),
+            nn.Dropout(0.5),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(True),
+            nn.Dropout(0.5),
+            nn.Linear(hidden, 2),
         )
 
 
@@ -141,12 +154,18 @@ def test_run_conditions_skips_missing_and_writes_contract(tmp_path):
     preds, info, skipped = transfer.run_conditions(feats, seeds=[0, 1], epochs=10, progress=False)
     assert set(preds["condition"]) == {"real", "real+torch", "synthetic-only:torch"}
     assert set(skipped) == {"real+tf", "synthetic-only:tf"} and "04_synthetic_data" in skipped["real+tf"]
-    assert info["real+torch"]["n_train"] == 54 and info["synthetic-only:torch"]["n_train_per_class"] == {"Normal": 12, "COVID": 12}
+    assert info["real+torch"]["n_train"] == 54 and info["synthetic-only:torch"]["n_train_per_class"] == {
+        "Normal": 12,
+        "COVID": 12,
+    }
     assert len(preds) == 3 * 2 * 20 and preds["pred"].isin([0, 1]).all()
     from covidgan_utils import evaluation
 
     results = evaluation.summarize(preds, train_info=info, skipped=skipped)
-    assert results["conditions"]["real"]["n_train"] == 30 and set(results["mcnemar"]) == {"real+torch", "synthetic-only:torch"}
+    assert results["conditions"]["real"]["n_train"] == 30 and set(results["mcnemar"]) == {
+        "real+torch",
+        "synthetic-only:torch",
+    }
     assert results["conditions"]["real"]["accuracy"] > 0.8  # the features carry the class: the head learns it
 
 
@@ -162,8 +181,13 @@ def test_run_experiment_end_to_end(tmp_path, monkeypatch):
         for i in range(n):
             Image.fromarray(images[2 * i + k, ..., 0]).save(data_dir / cls / f"{cls}-{i}.png")
     cfg = config.resolve(
-        profile="smoke", data_dir=str(data_dir), run_dir=str(tmp_path / "run"),
-        train_per_class={"COVID": 8, "Normal": 10}, val_per_class={"COVID": 6, "Normal": 6}, target_per_class=12, seeds=[0, 1],
+        profile="smoke",
+        data_dir=str(data_dir),
+        run_dir=str(tmp_path / "run"),
+        train_per_class={"COVID": 8, "Normal": 10},
+        val_per_class={"COVID": 6, "Normal": 6},
+        target_per_class=12,
+        seeds=[0, 1],
     )
     data_mod.prepare(cfg, progress=False)
 
@@ -171,8 +195,14 @@ def test_run_experiment_end_to_end(tmp_path, monkeypatch):
         return np.stack([toy_images(2, seed=seed)[0][k] for k in labels])
 
     plan = synthesis.plan({"COVID": 8, "Normal": 10}, cfg.target_per_class)
-    synthesis.generate("torch", None, plan, synthesis.framework_dir(cfg.run_dir, "torch"), progress=False, sample_fn=sample_fn)
-    monkeypatch.setattr(transfer, "build_vgg16", lambda weights, verbose=True: (tiny_model(), {"requested": str(weights), "used": "random"}))
+    synthesis.generate(
+        "torch", None, plan, synthesis.framework_dir(cfg.run_dir, "torch"), progress=False, sample_fn=sample_fn
+    )
+    monkeypatch.setattr(
+        transfer,
+        "build_vgg16",
+        lambda weights, verbose=True: (tiny_model(), {"requested": str(weights), "used": "random"}),
+    )
     results = transfer.run_experiment(cfg, progress=False)
     saved = json.loads((cfg.run_dir / "transfer" / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
