@@ -104,7 +104,7 @@ class Discriminator(nn.Module):
         )
         _check_size(image_size)
         base = _base_channels(width)
-        self.image_size, self.channels = image_size, channels
+        self.image_size, self.channels, self.n_classes = image_size, channels, n_classes
         # The label becomes `channels` extra full-size image planes.
         self.label_embedding = nn.Sequential(
             nn.Embedding(n_classes, embedding_dim), nn.Linear(embedding_dim, channels * image_size * image_size)
@@ -126,7 +126,9 @@ class Discriminator(nn.Module):
         self.apply(_init_weights)
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        planes = self.label_embedding(labels).view(-1, self.channels, self.image_size, self.image_size)
+        # The same numbers as mapping each sample's label, computed once per class and then gathered.
+        table = self.label_embedding(torch.arange(self.n_classes, device=labels.device))
+        planes = table[labels].view(-1, self.channels, self.image_size, self.image_size)
         return self.body(torch.cat([images, planes], dim=1))
 
 
@@ -183,6 +185,40 @@ def model_summary(model: nn.Module) -> pd.DataFrame:
         ]
     )
     return table
+
+
+def forward_macs(model: nn.Module) -> int:
+    """Multiply-accumulates of one forward pass for one image (Linear, Conv2d, ConvTranspose2d layers)."""
+    macs: list[int] = []
+
+    def hook(module, inputs, output):
+        if isinstance(module, nn.Linear):
+            macs.append(module.in_features * module.out_features)  # per image, as in the report's per-sample model
+        elif isinstance(module, nn.ConvTranspose2d):  # every input pixel scatters a k x k x C_out patch
+            _, c_in, h, w = inputs[0].shape
+            macs.append(h * w * module.kernel_size[0] * module.kernel_size[1] * c_in * module.out_channels)
+        elif isinstance(module, nn.Conv2d):
+            _, c_out, h, w = output.shape
+            macs.append(h * w * module.kernel_size[0] * module.kernel_size[1] * module.in_channels * c_out)
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad(), _eval_mode(model):
+            device = next(model.parameters()).device
+            label = torch.zeros(1, dtype=torch.long, device=device)
+            if isinstance(model, Generator):
+                model(torch.zeros(1, model.latent_dim, device=device), label)
+            else:
+                model(torch.zeros(1, model.channels, model.image_size, model.image_size, device=device), label)
+    finally:
+        for h in hooks:
+            h.remove()
+    return int(sum(macs))
+
+
+def train_flops_per_image(generator: Generator, discriminator: Discriminator) -> int:
+    """FLOPs of one training step per image: G forward+backward (3 passes), D 3 forwards + 2.5 backwards (8 passes)."""
+    return 2 * (3 * forward_macs(generator) + 8 * forward_macs(discriminator))
 
 
 def pick_device(device=None) -> torch.device:
@@ -331,6 +367,56 @@ class _eval_mode:
         self.model.train(self.was)
 
 
+def _train_step(discriminator, g_step, d_step, g_opt, d_opt, real, y, z, autocast) -> torch.Tensor:
+    """One discriminator update, then one generator update; returns (d_loss, g_loss, D(x), D(G(z))) on the device."""
+    b = len(y)
+    ones = torch.ones(b, 1, device=real.device)
+    zeros = torch.zeros(b, 1, device=real.device)
+
+    d_opt.zero_grad(set_to_none=True)
+    with autocast:
+        p_real = d_step(real, y)
+        fake = g_step(z, y)
+        p_fake = d_step(fake.detach(), y)
+    d_loss = (F.binary_cross_entropy(p_real.float(), ones) + F.binary_cross_entropy(p_fake.float(), zeros)) / 2
+    d_loss.backward()
+    d_opt.step()
+
+    g_opt.zero_grad(set_to_none=True)
+    discriminator.requires_grad_(False)  # the generator step needs D's input gradients, not its weights'
+    with autocast:
+        p_gen = d_step(fake, y)
+    g_loss = F.binary_cross_entropy(p_gen.float(), ones)
+    g_loss.backward()
+    g_opt.step()
+    discriminator.requires_grad_(True)
+    with torch.no_grad():
+        return torch.stack([d_loss, g_loss, p_real.float().mean(), p_fake.float().mean()]).detach()
+
+
+def time_train_step(generator, discriminator, batch_size: int = 8, repeats: int = 2, device=None) -> float:
+    """Median seconds of one training step on random data, on copies of the models (the originals are untouched)."""
+    import copy
+    import statistics
+
+    device = pick_device(device)
+    g, d = copy.deepcopy(generator).to(device).train(), copy.deepcopy(discriminator).to(device).train()
+    g_opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    d_opt = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    size, ch = g.build_kwargs["image_size"], g.build_kwargs["channels"]
+    real = torch.rand(batch_size, ch, size, size, device=device)
+    y = torch.arange(batch_size, device=device) % g.build_kwargs["n_classes"]
+    z = torch.randn(batch_size, g.build_kwargs["latent_dim"], device=device)
+    off = torch.autocast(device.type, enabled=False)
+    times = []
+    for i in range(repeats + 1):  # the first step is a warm-up
+        t0 = time.perf_counter()
+        _train_step(d, g, d, g_opt, d_opt, real, y, z, off).tolist()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def train(
     generator: Generator,
     discriminator: Discriminator,
@@ -445,28 +531,8 @@ def train(
                 continue
             seen += b
             real, y = x_all[idx], y_all[idx]
-            ones = torch.ones(b, 1, device=device)
-            zeros = torch.zeros(b, 1, device=device)
             z = torch.randn(b, latent_dim, device=device)
-
-            d_opt.zero_grad(set_to_none=True)
-            with autocast:
-                p_real = d_step(real, y)
-                fake = g_step(z, y)
-                p_fake = d_step(fake.detach(), y)
-            d_loss = (F.binary_cross_entropy(p_real.float(), ones) + F.binary_cross_entropy(p_fake.float(), zeros)) / 2
-            d_loss.backward()
-            d_opt.step()
-
-            g_opt.zero_grad(set_to_none=True)
-            with autocast:
-                p_gen = d_step(fake, y)
-            g_loss = F.binary_cross_entropy(p_gen.float(), ones)
-            g_loss.backward()
-            g_opt.step()
-
-            with torch.no_grad():
-                sums += b * torch.stack([d_loss, g_loss, p_real.float().mean(), p_fake.float().mean()]).detach()
+            sums += b * _train_step(discriminator, g_step, d_step, g_opt, d_opt, real, y, z, autocast)
         d_l, g_l, d_x, d_gz = (sums / seen).tolist()  # the one host sync of the epoch
         row = {"epoch": epoch, "d_loss": d_l, "g_loss": g_l, "d_real": d_x, "d_fake": d_gz}
         row["seconds"] = time.perf_counter() - t0
@@ -531,10 +597,13 @@ __all__ = [
     "build_discriminator",
     "build_generator",
     "count_parameters",
+    "forward_macs",
     "load_checkpoint",
     "load_generator",
     "load_samples",
     "model_summary",
     "sample",
+    "time_train_step",
     "train",
+    "train_flops_per_image",
 ]
