@@ -1,8 +1,8 @@
 """TensorFlow cGAN train step: eager vs tf.function vs tf.function + XLA, images/s and achieved GFLOP/s.
 
 Same run, same machine, after warm-up: the report's architecture at 128 px (width 1) and the demo size.
-Achieved GFLOP/s counts the step's convolution and dense work analytically (see ``step_flops``) and is
-compared with this machine's fp32 matrix-multiply rate measured here. The fastest compiled mode on the
+Achieved GFLOP/s counts the step's convolution and dense work from the layers (``tf_gan.train_flops_per_image``)
+and is compared with this machine's fp32 matrix-multiply rate measured here. The fastest compiled mode on the
 machine that ran it is what ``tf_gan.train(jit_compile=None)`` should use: see JIT_DEFAULT in tf_gan.py.
 
     python benchmarks/tf_cgan_train.py [--quick] [--out FILE]
@@ -40,30 +40,6 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 / best / 1e9
 
 
-def forward_macs(model) -> int:
-    """Multiply-accumulates of one forward pass per image: Dense, Conv2D and Conv2DTranspose layers."""
-    import keras
-
-    macs = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Dense):
-            macs += layer.kernel.shape[0] * layer.kernel.shape[1]
-        elif isinstance(layer, keras.layers.Conv2DTranspose):  # every input pixel scatters k*k*Cout
-            _, h, w, c_in = layer.input.shape
-            kh, kw, c_out, _ = layer.kernel.shape
-            macs += h * w * kh * kw * c_in * c_out
-        elif isinstance(layer, keras.layers.Conv2D):
-            _, h, w, c_out = layer.output.shape
-            kh, kw, c_in, _ = layer.kernel.shape
-            macs += h * w * kh * kw * c_in * c_out
-    return int(macs)
-
-
-def step_flops(generator, discriminator) -> int:
-    """FLOPs of one train step per image: G forward + backward (3x), D 3 forwards + 2 full and 1 input backward (8x)."""
-    return 2 * (3 * forward_macs(generator) + 8 * forward_macs(discriminator))
-
-
 def time_mode(mode: str, image_size: int, width: float, batch_size: int, steps: int, warmup: int = 1) -> dict:
     """images/s of one mode ('eager', 'graph', 'xla') on fresh models and random uint8 data."""
     import numpy as np
@@ -93,7 +69,7 @@ def time_mode(mode: str, image_size: int, width: float, batch_size: int, steps: 
         losses.numpy()
         times.append(time.perf_counter() - t0)
     best = min(times)
-    flops = step_flops(generator, discriminator) * batch_size
+    flops = tf_gan.train_flops_per_image(generator, discriminator) * batch_size
     return {
         "mode": mode,
         "image_size": image_size,

@@ -204,6 +204,28 @@ def model_summary(model: keras.Model) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def forward_macs(model: keras.Model) -> int:
+    """Multiply-accumulates of one forward pass per image (Dense, Conv2D, Conv2DTranspose layers)."""
+    macs = 0
+    for layer in _leaf_layers(model):
+        if isinstance(layer, layers.Dense):
+            macs += layer.kernel.shape[0] * layer.kernel.shape[1]
+        elif isinstance(layer, layers.Conv2DTranspose):  # every input pixel scatters k*k*C_out
+            _, h, w, c_in = layer.input.shape
+            kh, kw, c_out, _ = layer.kernel.shape
+            macs += h * w * kh * kw * c_in * c_out
+        elif isinstance(layer, layers.Conv2D):
+            _, h, w, c_out = layer.output.shape
+            kh, kw, c_in, _ = layer.kernel.shape
+            macs += h * w * kh * kw * c_in * c_out
+    return int(macs)
+
+
+def train_flops_per_image(generator: keras.Model, discriminator: keras.Model) -> int:
+    """FLOPs of one train step per image: G forward + backward (3x), D 3 forwards + 2 full and 1 input backward (8x)."""
+    return 2 * (3 * forward_macs(generator) + 8 * forward_macs(discriminator))
+
+
 # ----------------------------------------------------------------------------------- data helpers
 
 
@@ -423,7 +445,7 @@ def train(
     are read back once per epoch. ``g_test_loss`` is the generator loss on a fixed batch of noise and labels
     with both models in inference mode (the report's "generator test loss").
     """
-    from tqdm.auto import tqdm
+    from .progress import tqdm
 
     out_dir = Path(out_dir)
     sample_every = sample_every or checkpoint_every
@@ -598,10 +620,12 @@ __all__ = [
     "build_generator",
     "build_kwargs",
     "count_parameters",
+    "forward_macs",
     "load_generator",
     "load_samples",
     "make_train_step",
     "model_summary",
     "sample",
     "train",
+    "train_flops_per_image",
 ]
