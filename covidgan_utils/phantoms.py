@@ -24,7 +24,7 @@ from scipy import ndimage
 
 from . import CLASSES
 
-PHANTOM_VERSION = 2
+PHANTOM_VERSION = 3
 """Bump when the drawing changes: a folder written by another version is not reused."""
 
 DEFAULT_PER_CLASS = {"COVID": 403, "Normal": 721}
@@ -96,6 +96,11 @@ def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: flo
     X = np.float32(np.cos(angle)) * gx + np.float32(np.sin(angle)) * gy
     Y = np.float32(-np.sin(angle)) * gx + np.float32(np.cos(angle)) * gy
     ax = np.abs(X)
+    # each side's anatomy is drawn only on the columns that can reach it (a little past the midline)
+    half = {}
+    for s in (-1, 1):
+        cols = np.flatnonzero((s * X > -0.12).any(axis=0))
+        half[s] = slice(cols[0], cols[-1] + 1) if len(cols) else slice(None)
     px = 2.0 / size / zoom  # one pixel in body units
     edge = max(0.6 * px, 0.006)  # soft-edge width
 
@@ -124,14 +129,16 @@ def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: flo
 
     # --- lungs (the patient's right lung on the image's left) ---
     air = np.zeros_like(X)
+    lung_any = np.zeros_like(X)
     regions = {}
     for s in (-1, 1):
-        uu = s * X  # distance from the midline, outwards
+        Xs, Ys = X[:, half[s]], Y[:, half[s]]
+        uu = s * Xs  # distance from the midline, outwards
         med = u(0.08, 0.13)
         lat = body_w * u(0.74, 0.84)
         base = base_y + (0.04 if s > 0 else 0.0) + rng.normal(0, 0.02)
         top = apex_y + rng.normal(0, 0.02)
-        v = np.clip((Y - top) / (base - top), 0, 1.2)
+        v = np.clip((Ys - top) / (base - top), 0, 1.2)
         width = lat - med
         vc = np.clip(v, 0, 1)
         u_lat = med + width * (1 - (1 - vc) ** 2) ** 0.35 * (1 + 0.04 * np.sin(np.pi * vc))
@@ -139,31 +146,32 @@ def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: flo
         p = np.clip((uu - med) / width, 0, 1)
         dia_y = base - u(0.14, 0.22) * np.clip(np.sin(np.pi * p**0.8), 0, 1) ** 0.7
         apex = top + 0.12 * np.clip((0.3 - p) / 0.3, 0, 1) ** 2 + 0.2 * np.clip((p - 0.3) / 0.7, 0, 1) ** 2
-        margin = np.minimum(np.minimum(uu - u_med, u_lat - uu), np.minimum(dia_y - Y, Y - apex))
+        margin = np.minimum(np.minimum(uu - u_med, u_lat - uu), np.minimum(dia_y - Ys, Ys - apex))
         mask = _sig(margin / edge)
-        regions[s] = (mask, p, v, dia_y)
+        regions[s] = (mask, p, v)
+        lung_any[:, half[s]] = np.maximum(lung_any[:, half[s]], mask)
         # more soft tissue in front of the lower lung and near the hilum
-        air += mask * (1 - 0.18 * vc - 0.12 * np.clip(1 - p * 2.5, 0, 1))
+        air[:, half[s]] += mask * (1 - 0.18 * vc - 0.12 * np.clip(1 - p * 2.5, 0, 1))
     air *= 1 - 0.9 * heart
     T -= lung_depth * air
     T += 0.05 * air * _smooth_noise(rng, size, 7) + 0.035 * air * _smooth_noise(rng, size, 30)
-    lung_any = np.maximum(regions[-1][0], regions[1][0])
 
     # vessels radiating from the hila, slightly wavy
     wiggle = _smooth_noise(rng, size, 16)
     for s in (-1, 1):
+        Xs, Ys, Ts = X[:, half[s]], Y[:, half[s]], T[:, half[s]]
         hx, hy = s * u(0.15, 0.2), u(-0.1, 0.02)
-        dx, dy = s * (X - hx), Y - hy
+        dx, dy = s * (Xs - hx), Ys - hy
         r = np.sqrt(dx * dx + dy * dy)
-        t01 = _pseudo_angle(dx, dy) + 0.006 * wiggle
+        t01 = _pseudo_angle(dx, dy) + 0.006 * wiggle[:, half[s]]
         rr = np.clip(r, 0, 1.4)
         # fine and coarse angular noise, summed on the fine (angle, radius) grid, then one lookup
         turns, cells = np.meshgrid(np.arange(96) / 96, np.arange(10) * 4 / 7, indexing="ij")
         coarse = _polar_lookup(rng.standard_normal((60, 6)).astype(np.float32), turns, cells)
         grid = rng.standard_normal((96, 10)).astype(np.float32) + 0.7 * coarse
         vessels = np.clip(_polar_lookup(grid, t01, rr * 7) - 0.5, 0, None)
-        T += 0.16 * vessels * np.exp(-r / 0.45) * regions[s][0]
-        T += 0.2 * np.exp(-(((X - hx) / 0.06) ** 2 + ((Y - hy) / 0.13) ** 2))  # hilum
+        Ts += 0.16 * vessels * np.exp(-r / 0.45) * regions[s][0]
+        Ts += 0.2 * np.exp(-(((Xs - hx) / 0.06) ** 2 + ((Ys - hy) / 0.13) ** 2))  # hilum
 
     # --- spine and trachea, aortic knob ---
     mx = rng.normal(0, 0.015)
@@ -176,25 +184,26 @@ def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: flo
     spacing = (base_y - apex_y) / u(7.8, 8.6)
     first = apex_y - 0.08
     for s in (-1, 1):
-        uu = s * X
+        Ys, Ts = Y[:, half[s]], T[:, half[s]]
+        uu = s * X[:, half[s]]
         lat = body_w * 0.9
-        chest = _sig((lat - uu) / 0.03) * _sig((base_y + 0.1 - Y) / 0.06) * (0.3 + 0.7 * lung_any)
+        chest = _sig((lat - uu) / 0.03) * _sig((base_y + 0.1 - Ys) / 0.06) * (0.3 + 0.7 * lung_any[:, half[s]])
         # posterior ribs: from the spine, briefly up, then curving down to the lateral wall
-        post = (Y - first + 0.15 * uu - 0.6 * uu**2) / spacing
-        T += 0.13 * _bands(post, 0.36, 0.05) * _sig((uu - 0.05) / 0.015) * _sig(post / 0.1) * chest
+        post = (Ys - first + 0.15 * uu - 0.6 * uu**2) / spacing
+        Ts += 0.13 * _bands(post, 0.36, 0.05) * _sig((uu - 0.05) / 0.015) * _sig(post / 0.1) * chest
         # anterior ribs: from the lateral wall down towards the sternum, fainter
-        ant = (Y - first - 0.25 - 0.55 * (lat - uu) + 0.2 * (lat - uu) ** 2) / spacing
-        T += 0.06 * _bands(ant, 0.3, 0.06) * _sig((uu - 0.28) / 0.04) * _sig(ant / 0.1) * chest
+        ant = (Ys - first - 0.25 - 0.55 * (lat - uu) + 0.2 * (lat - uu) ** 2) / spacing
+        Ts += 0.06 * _bands(ant, 0.3, 0.06) * _sig((uu - 0.28) / 0.04) * _sig(ant / 0.1) * chest
         # clavicle: from the sternal notch outwards and slightly up
         cy = apex_y + 0.1 + rng.normal(0, 0.03) - 0.24 * (uu - 0.1) + 0.12 * (uu - 0.1) ** 2
-        T += (
+        Ts += (
             0.25
-            * _bands((Y - cy) / 0.09 + 0.5, 0.8, 0.06)
-            * (np.abs(Y - cy) < 0.045)
+            * _bands((Ys - cy) / 0.09 + 0.5, 0.8, 0.06)
+            * (np.abs(Ys - cy) < 0.045)
             * _sig((uu - 0.07) / 0.02)
             * _sig((0.75 - uu) / 0.05)
         )
-        T += 0.07 * _sig((uu - body_w * u(0.74, 0.84)) / 0.04) * _sig((-0.05 - Y) / 0.1) * _sig((body_w - uu) / 0.03)
+        Ts += 0.07 * _sig((uu - body_w * u(0.74, 0.84)) / 0.04) * _sig((-0.05 - Ys) / 0.1) * _sig((body_w - uu) / 0.03)
 
     # --- breast shadows (either class): lower-lateral haze, a confounder ---
     if rng.random() < 0.4:
@@ -219,10 +228,10 @@ def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: flo
     if covid:
         sev = float(np.clip(drawn if severity is None else severity, 0, 1))
         for s, side in zip((-1, 1), sev * sides):
-            mask, p, v, _ = regions[s]
+            mask, p, v = regions[s]
             zone = _sig((p - (0.75 - 0.45 * side)) / 0.1) * _sig((v - (0.7 - 0.5 * side)) / 0.12)
-            patchy = _sig((patches + 0.8 - 1.6 * (1 - side)) / 0.45)
-            T += (0.12 + 0.65 * side) * lung_depth * zone * patchy * mask
+            patchy = _sig((patches[:, half[s]] + 0.8 - 1.6 * (1 - side)) / 0.45)
+            T[:, half[s]] += (0.12 + 0.65 * side) * lung_depth * zone * patchy * mask
 
     # --- exposure, contrast, blur and noise ---
     k = u(1.3, 2.2)
@@ -232,12 +241,13 @@ def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: flo
     sigma = u(0.3, 0.9) * size / 128
     if sigma > 0.15:
         img = ndimage.gaussian_filter(img, sigma)
-    img = img + u(0.008, 0.03) * rng.standard_normal(img.shape, dtype=np.float32)
+    noise = u(0.008, 0.03)
     if rng.random() < 0.25:  # a burned-in marker in a corner, in either class
         m = max(size // 16, 2)
         r0 = int(u(0.02, 0.06) * size)
         c0 = int(u(0.02, 0.06) * size) if rng.random() < 0.5 else size - int(u(0.02, 0.06) * size) - m
         img[r0 : r0 + m, c0 : c0 + m] = 0.95
+    img = img + noise * rng.standard_normal(img.shape, dtype=np.float32)  # drawn last: the rest is size-independent
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
