@@ -62,7 +62,7 @@ def _missing_weights_message(reason: str) -> str:
         f"  - download {VGG16_URL} (528 MB) on a machine with internet and put it at\n"
         f"    {_shown_cache()} (the torch hub cache; TORCH_HOME moves it), then rerun;\n"
         f"  - or pass vgg_weights='<path to a VGG16 state_dict .pth>' (loaded with torch.load(weights_only=True));\n"
-        f"  - or pass vgg_weights=None for a random-init VGG16 (fast, for testing only: its numbers mean little)."
+        f"  - or pass vgg_weights='random' (None in Python) for a random-init VGG16 (for testing only: its numbers mean little)."
     )
 
 
