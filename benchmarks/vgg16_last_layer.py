@@ -83,7 +83,7 @@ def run(quick: bool = False) -> dict:
     print(
         f"vgg16_last_layer: {n_train} train images at {size} px, {EPOCHS} epochs on {device}: "
         f"plain (frozen forward every epoch) {plain:.1f} s, cached features {cached:.2f} s, {ratio:.1f}x "
-        f"(ceiling {EPOCHS}x); same predictions (max prob diff {max_diff:.1e})"
+        f"(expected about {EPOCHS}x: the number of epochs); same predictions (max prob diff {max_diff:.1e})"
     )
     return result(
         "vgg16_last_layer",
