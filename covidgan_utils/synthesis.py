@@ -198,7 +198,7 @@ def load_synthetic(run_dir, framework: str, image_size: int | None = None, chann
     folder = framework_dir(run_dir, framework)
     if not (folder / "manifest.csv").exists():
         raise FileNotFoundError(
-            f"No synthetic {framework} images in {rel(folder)}. Run {NOTEBOOK_04} first "
+            f"No synthetic {framework} images in {_shown(folder)}. Run {NOTEBOOK_04} first "
             f"(it needs the generator trained by {GAN_NOTEBOOKS[framework]})."
         )
     if channels not in (1, 3):
