@@ -22,6 +22,12 @@ def _import_quietly():
     """Import tensorflow with the C++ start-up chatter (CUDA probes on CPU machines) sent to /dev/null."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
+    # With a CUDA build of PyTorch in the same environment, triton's LLVM library must load before
+    # TensorFlow's: otherwise a later torch optimizer (torch._dynamo -> triton) crashes the process.
+    try:
+        import triton._C.libtriton  # noqa: F401
+    except Exception:  # no triton (CPU builds of torch): nothing to order
+        pass
     try:
         saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     except OSError:  # no usable file descriptor 2: import normally
@@ -65,6 +71,16 @@ NOTEBOOK_03 = "notebooks/03_tensorflow_cgan.ipynb"
 def _init() -> keras.initializers.Initializer:
     """DCGAN weight initialisation, N(0, 0.02), as in the tutorial the report followed."""
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+def _label_init() -> keras.initializers.Initializer:
+    """Label lookup tables start as N(0, 1) (PyTorch's nn.Embedding default), not Keras' U(-0.05, 0.05).
+
+    With the LeCun-normal Dense after it, the label plane starts with unit-scale values, comparable to the
+    other inputs; with Keras' defaults it starts about a hundred times smaller and the networks take many
+    epochs to notice the label at all. Figure 2 fixes the layers, not their initialisation.
+    """
+    return keras.initializers.RandomNormal(mean=0.0, stddev=1.0)
 
 
 def _stages(image_size: int) -> int:
@@ -112,8 +128,8 @@ def build_generator(image_size=128, latent_dim=100, n_classes=2, width=1.0, chan
     noise = keras.Input(shape=(latent_dim,), name="noise")
     label = keras.Input(shape=(1,), dtype="int32", name="label")
     # The report's table counts no parameters for the lookup (a raw tf.nn.embedding_lookup table); see count_parameters.
-    plane = layers.Embedding(n_classes, 1, name="label_lookup")(label)
-    plane = layers.Dense(64, name="label_dense")(plane)
+    plane = layers.Embedding(n_classes, 1, embeddings_initializer=_label_init(), name="label_lookup")(label)
+    plane = layers.Dense(64, kernel_initializer="lecun_normal", name="label_dense")(plane)
     plane = layers.Reshape((8, 8, 1), name="label_plane")(plane)
     x = layers.Dense(64 * start, name="noise_dense")(noise)
     x = layers.ReLU(name="noise_relu")(x)
@@ -145,8 +161,10 @@ def build_discriminator(image_size=128, n_classes=2, width=1.0, channels=1) -> k
     reg = keras.regularizers.L1(L1)
     image = keras.Input(shape=(image_size, image_size, channels), name="image")
     label = keras.Input(shape=(1,), dtype="int32", name="label")
-    plane = layers.Embedding(n_classes, 2, name="label_lookup")(label)
-    plane = layers.Dense(image_size * image_size, kernel_regularizer=reg, name="label_dense")(plane)
+    plane = layers.Embedding(n_classes, 2, embeddings_initializer=_label_init(), name="label_lookup")(label)
+    plane = layers.Dense(
+        image_size * image_size, kernel_initializer="lecun_normal", kernel_regularizer=reg, name="label_dense"
+    )(plane)
     plane = layers.Reshape((image_size, image_size, 1), name="label_plane")(plane)
     x = layers.Concatenate(name="concat")([image, plane])
     for i, (c, stride) in enumerate(((32, 1), (64, 2), (128, 2), (512, 2)), 1):
