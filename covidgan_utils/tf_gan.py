@@ -55,6 +55,7 @@ import pandas as pd  # noqa: E402
 from keras import layers  # noqa: E402
 
 from . import CLASSES  # noqa: E402
+from .config import rel  # noqa: E402
 from .files import write_csv, write_json, write_npz, write_text  # noqa: E402
 
 G_BN_MOMENTUM = 0.5  # Keras convention: moving = momentum * moving + (1 - momentum) * batch (PyTorch 0.5 too)
@@ -511,7 +512,7 @@ def train(
     start = 0
     if not resume and checkpoint_dirs(out_dir):
         raise FileExistsError(
-            f"{out_dir} already holds checkpoints; pass resume=True to continue, or choose a new out_dir."
+            f"{rel(out_dir)} already holds checkpoints; pass resume=True to continue, or choose a new out_dir."
         )
     saved = load_checkpoint_state(out_dir, verbose=False) if resume else None
     if saved is not None:
@@ -619,7 +620,7 @@ def load_generator(out_dir) -> keras.Model:
             continue
         generator.epoch = epoch
         return generator
-    raise FileNotFoundError(f"No complete checkpoint in {Path(out_dir) / 'checkpoints'}: run {NOTEBOOK_03} first.")
+    raise FileNotFoundError(f"No complete checkpoint in {rel(Path(out_dir) / 'checkpoints')}: run {NOTEBOOK_03} first.")
 
 
 def load_samples(out_dir) -> dict[int, dict[str, np.ndarray]]:
