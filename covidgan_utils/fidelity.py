@@ -233,10 +233,12 @@ def inception_extractor(weights, progress: bool = True, batch_size: int = 32) ->
     from .transfer import IMAGENET_MEAN, IMAGENET_STD
 
     model = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
-    state = torch.load(path, map_location="cpu", weights_only=True)
     try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
         model.load_state_dict(state)
-    except RuntimeError as exc:
+    except Exception as exc:
         raise ValueError(f"{path.name} is not a torchvision Inception-v3 state_dict: {str(exc)[:300]}") from exc
     model.fc = torch.nn.Identity()
     model.eval()
@@ -262,24 +264,34 @@ def inception_extractor(weights, progress: bool = True, batch_size: int = 32) ->
 
 @one_thread
 def frechet_distance(x, y, eps: float = 1e-6) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets: |mu_x - mu_y|^2 + Tr(Sx + Sy - 2 (Sx Sy)^1/2)."""
+    """Fréchet distance between Gaussians fitted to two feature sets: |mu_x - mu_y|^2 + Tr(Sx + Sy - 2 (Sx Sy)^1/2).
+
+    With fewer dimensions than images, (Sx Sy)^1/2 comes from scipy.linalg.sqrtm as in the usual FID code.
+    With more (VGG16's 4096 or Inception's 2048 features from a few hundred images) the same trace is
+    the sum of the singular values of Xc Yc^T / sqrt((n-1)(m-1)) (Xc, Yc the centred features): exact,
+    and an n x m problem instead of a d x d matrix square root.
+    """
     from scipy import linalg
 
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     if len(x) < 2 or len(y) < 2:
         return math.nan
-    mu_x, mu_y = x.mean(0), y.mean(0)
-    s_x, s_y = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # singular products (fewer images than dimensions) are handled below
-        covmean = linalg.sqrtm(s_x @ s_y)
-    tr_covmean = np.trace(covmean)
-    if not np.isfinite(covmean).all() or abs(tr_covmean.imag) > 1e-6 * max(abs(tr_covmean.real), 1.0):
-        # Tr((Sx Sy)^1/2) is also the sum of the square roots of the (real, >= 0) eigenvalues of Sx Sy
-        eig = np.linalg.eigvals((s_x + eps * np.eye(len(s_x))) @ (s_y + eps * np.eye(len(s_y))))
-        tr_covmean = np.sqrt(np.clip(eig.real, 0.0, None)).sum()
-    diff = mu_x - mu_y
-    return float(max(diff @ diff + np.trace(s_x) + np.trace(s_y) - 2.0 * np.real(tr_covmean), 0.0))
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    diff = x.mean(0) - y.mean(0)
+    tr_x, tr_y = (xc**2).sum() / (len(x) - 1), (yc**2).sum() / (len(y) - 1)
+    if x.shape[1] <= min(len(x), len(y)):
+        s_x, s_y = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a near-singular product is handled below
+            covmean = linalg.sqrtm(s_x @ s_y)
+        tr_covmean = np.trace(covmean)
+        if not np.isfinite(covmean).all() or abs(tr_covmean.imag) > 1e-6 * max(abs(tr_covmean.real), 1.0):
+            offset = eps * np.eye(len(s_x))
+            tr_covmean = np.trace(linalg.sqrtm((s_x + offset) @ (s_y + offset)))
+        tr_covmean = float(np.real(tr_covmean))
+    else:
+        tr_covmean = float(np.linalg.svd(xc @ yc.T, compute_uv=False).sum() / math.sqrt((len(x) - 1) * (len(y) - 1)))
+    return float(max(diff @ diff + tr_x + tr_y - 2.0 * tr_covmean, 0.0))
 
 
 def _poly_kernel(a, b, dim: int):

@@ -221,3 +221,15 @@ def test_evaluate_run_writes_the_contract(tmp_path):
     assert len(saved["reading"]) == 2 and saved["reading"][0].startswith("torch:")
     table = fidelity.summary_table(saved)
     assert list(table.columns) == ["held-out real", "torch"]
+
+
+def test_frechet_with_more_dimensions_than_images_matches_sqrtm():
+    from scipy import linalg
+
+    rng = np.random.default_rng(11)
+    x, y = rng.normal(size=(30, 100)), rng.normal(size=(40, 100)) * 1.5 + 0.3
+    s_x, s_y = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    by_sqrtm = (
+        ((x.mean(0) - y.mean(0)) ** 2).sum() + np.trace(s_x + s_y) - 2 * np.real(np.trace(linalg.sqrtm(s_x @ s_y)))
+    )
+    assert fidelity.frechet_distance(x, y) == pytest.approx(by_sqrtm, rel=1e-6)
