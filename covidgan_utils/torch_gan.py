@@ -404,16 +404,17 @@ def time_train_step(generator, discriminator, batch_size: int = 8, repeats: int 
     g_opt = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
     size, ch = g.build_kwargs["image_size"], g.build_kwargs["channels"]
-    real = torch.rand(batch_size, ch, size, size, device=device)
-    y = torch.arange(batch_size, device=device) % g.build_kwargs["n_classes"]
-    z = torch.randn(batch_size, g.build_kwargs["latent_dim"], device=device)
     off = torch.autocast(device.type, enabled=False)
     times = []
-    for i in range(repeats + 1):  # the first step is a warm-up
-        t0 = time.perf_counter()
-        _train_step(d, g, d, g_opt, d_opt, real, y, z, off).tolist()
-        if i:
-            times.append(time.perf_counter() - t0)
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # leave the caller's RNG alone
+        real = torch.rand(batch_size, ch, size, size, device=device)
+        y = torch.arange(batch_size, device=device) % g.build_kwargs["n_classes"]
+        z = torch.randn(batch_size, g.build_kwargs["latent_dim"], device=device)
+        for i in range(repeats + 1):  # the first step is a warm-up
+            t0 = time.perf_counter()
+            _train_step(d, g, d, g_opt, d_opt, real, y, z, off).tolist()
+            if i:
+                times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 

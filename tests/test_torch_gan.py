@@ -204,3 +204,17 @@ def test_gray_and_rgb_inputs_match_model_channels():
     assert gan.to_tensor(np.zeros((2, 16, 16, 3), np.uint8), channels=1).shape == (2, 1, 16, 16)
     with pytest.raises(ValueError, match="uint8"):
         gan.to_tensor(np.zeros((2, 16, 16, 1), np.float32), channels=1)
+
+
+def test_flop_count_and_step_timer():
+    """MACs of the report generator by hand: five transposed convolutions + two linear layers."""
+    generator = gan.build_generator()
+    convs = 4 * 4 * 16 * 513 * 512 + 3 * (8 * 8 * 16 * 512 * 256) + 64 * 64 * 16 * 64 * 3
+    assert gan.forward_macs(generator) == convs + 100 * 16 + 100 * 8192
+    g, d = _models()
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    rng = torch.get_rng_state()
+    seconds = gan.time_train_step(g, d, batch_size=4, repeats=1, device="cpu")
+    assert seconds > 0
+    assert torch.equal(rng, torch.get_rng_state())  # the caller's random stream is untouched
+    assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())  # it trains copies
