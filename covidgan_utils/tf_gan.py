@@ -63,7 +63,7 @@ D_BN_MOMENTUM = 0.99  # Keras 0.99 = PyTorch momentum 0.01: slow running statist
 L1 = 1e-4  # the report's L1 kernel regularization of the discriminator
 LEAKY_SLOPE = 0.2
 HISTORY_COLUMNS = ["epoch", "d_loss", "g_loss", "d_real", "d_fake", "g_test_loss", "seconds"]
-JIT_DEFAULT = False  # XLA off by default: benchmarks/tf_cgan_train.py measured it slower on CPU (see its output)
+JIT_DEFAULT = False  # XLA off: on a 2-core CPU it ran 0.56x the graph at the demo size, 1.04x at 128 px (benchmarks/tf_cgan_train.py)
 _CKPT_RE = re.compile(r"^epoch_(\d{4,})$")
 POINTER = "latest"
 NOTEBOOK_03 = "notebooks/03_tensorflow_cgan.ipynb"
