@@ -15,3 +15,9 @@ def pytest_configure(config):
     os.environ.setdefault("COVIDGAN_PROGRESS", "0")
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # One process runs TensorFlow and then PyTorch tests: with a CUDA build of torch, triton's LLVM
+    # library must be loaded before TensorFlow's (see covidgan_utils/tf_gan.py), whatever imports first.
+    try:
+        import triton._C.libtriton  # noqa: F401
+    except Exception:
+        pass
