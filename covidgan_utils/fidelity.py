@@ -836,6 +836,11 @@ def reading(metrics: dict) -> list[str]:
             if c in bg and bg[c]["p_value"] is not None and math.isfinite(bg[c]["p_value"]) and bg[c]["p_value"] < 0.05
         ]
         parts.append("brightness fingerprint: " + ", ".join(big) if big else "no significant brightness gap")
+        if "between_classes" in bg:
+            between = bg["between_classes"]
+            parts.append(
+                f"COVID minus Normal brightness {between['generated']:+.1f} gray levels generated vs {between['real']:+.1f} real"
+            )
         verdict = m["memorization"]["verdict"].split(":")[0]
         parts.append(verdict.lower() if not verdict.isupper() else verdict)
         lines.append(f"{fw}: " + "; ".join(parts) + ".")
