@@ -8,7 +8,8 @@ separately (``accuracy_seed_sd``, ``accuracy_seed_range`` and ``per_seed``).
 
 McNemar (exact, statsmodels): ``real`` vs each other condition on the same validation images, on the
 per-image MAJORITY VOTE over seeds (ties broken by the mean probability); the seed-matched
-per-seed p-values are given too (``mcnemar_detail``).
+per-seed p-values are given too (``mcnemar_detail``). With the no-GAN control ``real+copies``
+present, each ``real+<gan>`` condition is also tested against it (``mcnemar_vs_copies``).
 """
 
 from __future__ import annotations
@@ -152,35 +153,43 @@ def summarize(
     mcnemar, detail = {}, {}
     if "real" in conditions:
         for cond in conditions:
-            if cond == "real":
-                continue
-            paths_r, y, vote_r, _ = majority_vote(predictions, "real")
-            paths_c, _, vote_c, _ = majority_vote(predictions, cond)
-            if list(paths_r) != list(paths_c):
-                raise ValueError(f"Conditions 'real' and {cond!r} were not evaluated on the same validation images.")
-            test = mcnemar_test(y, vote_r, vote_c)
-            per_seed = []
-            for seed in sorted(set(conditions["real"]["seeds"]) & set(conditions[cond]["seeds"])):
-                r = predictions[(predictions["condition"] == "real") & (predictions["seed"] == seed)]
-                o = predictions[(predictions["condition"] == cond) & (predictions["seed"] == seed)]
-                per_seed.append(
-                    {"seed": int(seed), **mcnemar_test(r["label"], r["pred"].to_numpy(), o["pred"].to_numpy())}
-                )
-            mcnemar[cond] = test["pvalue"]
-            detail[cond] = {
-                "method": "exact McNemar, real vs condition, on the per-image majority vote over seeds",
-                **test,
-                "per_seed": per_seed,
-                "per_seed_pvalues": [p["pvalue"] for p in per_seed],
-            }
+            if cond != "real":
+                detail[cond] = paired_test(predictions, conditions, "real", cond)
+                mcnemar[cond] = detail[cond]["pvalue"]
+    vs_copies = {}
+    if "real+copies" in conditions:  # does the GAN beat simply rebalancing the classes with copies?
+        for cond in conditions:
+            if cond.startswith("real+") and cond != "real+copies":
+                vs_copies[cond] = paired_test(predictions, conditions, "real+copies", cond)
     results = {
         "conditions": conditions,
         "mcnemar": mcnemar,
         "mcnemar_detail": detail,
+        "mcnemar_vs_copies": {c: t["pvalue"] for c, t in vs_copies.items()},
+        "mcnemar_vs_copies_detail": vs_copies,
         "skipped_conditions": dict(skipped or {}),
         **(settings or {}),
     }
     return _clean(results)
+
+
+def paired_test(predictions, conditions: dict, base: str, cond: str) -> dict:
+    """Exact McNemar of ``base`` vs ``cond``: on the majority vote over seeds, and per matched seed."""
+    paths_b, y, vote_b, _ = majority_vote(predictions, base)
+    paths_c, _, vote_c, _ = majority_vote(predictions, cond)
+    if list(paths_b) != list(paths_c):
+        raise ValueError(f"Conditions {base!r} and {cond!r} were not evaluated on the same validation images.")
+    per_seed = []
+    for seed in sorted(set(conditions[base]["seeds"]) & set(conditions[cond]["seeds"])):
+        b = predictions[(predictions["condition"] == base) & (predictions["seed"] == seed)]
+        o = predictions[(predictions["condition"] == cond) & (predictions["seed"] == seed)]
+        per_seed.append({"seed": int(seed), **mcnemar_test(b["label"], b["pred"].to_numpy(), o["pred"].to_numpy())})
+    return {
+        "method": f"exact McNemar, {base} vs {cond}, on the per-image majority vote over seeds",
+        **mcnemar_test(y, vote_b, vote_c),
+        "per_seed": per_seed,
+        "per_seed_pvalues": [p["pvalue"] for p in per_seed],
+    }
 
 
 def write_results(run_dir, results: dict, predictions) -> dict:
@@ -259,6 +268,19 @@ def reading(results: dict) -> list[str]:
             + (f", p < 0.05 in {sig}/{len(per_seed)} seed-matched runs" if per_seed else "")
             + f": {verdict}."
         )
+    if "real+copies" in conds:
+        ctrl = conds["real+copies"]
+        for cond, p in results.get("mcnemar_vs_copies", {}).items():
+            diff = conds[cond]["accuracy"] - ctrl["accuracy"]
+            lines.append(
+                f"{cond} vs the no-GAN control real+copies ({ctrl['accuracy']:.3f}): {diff:+.3f} = {diff * n_val:+.1f} images, "
+                f"exact McNemar p = {_fmt(p)}: "
+                + (
+                    "the GAN images add more than class balance."
+                    if p is not None and p < 0.05 and diff > 0
+                    else "no evidence that the GAN images add more than class balance."
+                )
+            )
     return lines
 
 

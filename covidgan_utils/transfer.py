@@ -18,6 +18,7 @@ How the computation is organised (and why it is exact):
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import time
 import warnings
 from pathlib import Path
@@ -35,7 +36,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 N_FEATURES = 4096
 MIN_IMAGE_SIZE = 32
-CONDITIONS = ("real", "real+torch", "real+tf", "synthetic-only:torch", "synthetic-only:tf")
+CONDITIONS = ("real", "real+torch", "real+tf", "real+copies", "synthetic-only:torch", "synthetic-only:tf")
+"""``real+copies`` is the no-GAN control: each class topped up to the same target with copies of real images."""
 NOTEBOOK_04 = "notebooks/04_synthetic_data.ipynb"
 
 
@@ -312,11 +314,27 @@ def condition_sources(condition: str) -> list[str]:
     """Training sources of a condition: 'real+torch' -> ['real', 'torch'], 'synthetic-only:tf' -> ['tf']."""
     if condition == "real":
         return ["real"]
+    if condition == "real+copies":
+        return ["real"]  # topped up with copies of real images (see topup_indices)
     if condition.startswith("real+"):
         return ["real", condition.split("+", 1)[1]]
     if condition.startswith("synthetic-only:"):
         return [condition.split(":", 1)[1]]
     raise ValueError(f"Unknown condition {condition!r}; known: {CONDITIONS}")
+
+
+def topup_indices(labels, target_per_class: int, seed: int = 0) -> np.ndarray:
+    """Real images drawn (seeded; with replacement only when a class has fewer than it needs) to top
+    each class up to the target: the control that adds no new information, only class balance."""
+    labels = np.asarray(labels)
+    rng = np.random.default_rng([int(seed), 20_200_430])
+    picks = []
+    for k in range(len(CLASSES)):
+        pool = np.flatnonzero(labels == k)
+        need = max(0, int(target_per_class) - len(pool))
+        if need and len(pool):
+            picks.append(rng.choice(pool, need, replace=need > len(pool)))
+    return np.sort(np.concatenate(picks)) if picks else np.zeros(0, dtype=np.int64)
 
 
 def load_datasets(cfg, progress: bool = True) -> dict:
@@ -349,22 +367,48 @@ def load_datasets(cfg, progress: bool = True) -> dict:
     return out
 
 
-def extract_all(model, datasets: dict, image_size: int, batch_size: int = 32, progress: bool = True) -> dict:
-    """Features of every image set, computed once: {name: (features, labels)} plus seconds taken."""
+def extract_all(
+    model, datasets: dict, image_size: int, batch_size: int = 32, progress: bool = True, cache_dir=None
+) -> dict:
+    """Features of every image set, computed once: {name: (features, labels)} plus seconds taken.
+
+    With ``cache_dir`` (notebook 05: RUN/transfer/features) features are also saved, keyed by the
+    images' bytes, the input size and the frozen weights, so rerunning with other seeds or epochs
+    skips the network entirely; any change of images or weights gives a new key.
+    """
+    from .files import write_npz
+
     out, seconds = {}, {}
+    weights_key = _weights_digest(model) if cache_dir is not None else None
     for name in ("real", "val", "torch", "tf"):
-        if name in datasets:
-            images, labels = datasets[name]
-            start = time.perf_counter()
-            out[name] = (
-                extract_features(
-                    model, images, image_size, batch_size, progress=progress, desc=f"VGG16 features: {name}"
-                ),
-                labels,
-            )
-            seconds[name] = time.perf_counter() - start
+        if name not in datasets:
+            continue
+        images, labels = datasets[name]
+        start = time.perf_counter()
+        path = None
+        if cache_dir is not None:
+            digest = hashlib.sha256(np.ascontiguousarray(images).tobytes()).hexdigest()[:16]
+            path = Path(cache_dir) / f"{name}_{image_size}px_{weights_key}_{digest}.npz"
+        if path is not None and path.exists():
+            with np.load(path) as npz:
+                feats = npz["features"]
+        else:
+            desc = f"VGG16 features: {name}"
+            feats = extract_features(model, images, image_size, batch_size, progress=progress, desc=desc)
+            if path is not None:
+                write_npz(path, features=feats)
+        out[name] = (feats, labels)
+        seconds[name] = time.perf_counter() - start
     out["seconds"] = seconds
     return out
+
+
+def _weights_digest(model) -> str:
+    """A short fingerprint of the frozen weights (first conv and the last frozen Linear)."""
+    h = hashlib.sha256()
+    for t in (model.features[0].weight, model.classifier[3].weight):
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:12]
 
 
 def run_conditions(
@@ -376,13 +420,15 @@ def run_conditions(
     batch_size: int = 32,
     lr: float = 1e-3,
     val_paths=None,
+    target_per_class: int | None = None,
     progress: bool = True,
     device=None,
 ):
     """Train one head per (condition, seed) on cached features; returns (predictions, train_info, skipped).
 
     predictions: one row per validation image, condition and seed
-    (condition, seed, path, label, prob_covid, pred). Conditions whose data is absent are skipped.
+    (condition, seed, path, label, prob_covid, pred). Conditions whose data is absent are skipped;
+    ``real+copies`` needs ``target_per_class`` (its copies are drawn anew for each seed).
     """
     import pandas as pd
 
@@ -392,6 +438,18 @@ def run_conditions(
     paths = list(val_paths) if val_paths is not None else [f"val-{i:04d}" for i in range(len(val_y))]
     runnable, skipped, info = [], {}, {}
     for cond in conditions:
+        if cond == "real+copies":
+            if target_per_class is None:
+                skipped[cond] = "no target_per_class given"
+                continue
+            runnable.append(cond)
+            y = features["real"][1]
+            y = np.concatenate([y, y[topup_indices(y, target_per_class, 0)]])
+            info[cond] = {
+                "n_train": int(len(y)),
+                "n_train_per_class": {c: int((y == k).sum()) for k, c in enumerate(CLASSES)},
+            }
+            continue
         missing = [s for s in condition_sources(cond) if s not in features]
         if missing:
             skipped[cond] = f"no synthetic images from {', '.join(missing)} (run {NOTEBOOK_04})"
@@ -405,9 +463,14 @@ def run_conditions(
     frames = []
     jobs = [(c, s) for c in runnable for s in seeds]
     for cond, seed in tqdm(jobs, desc="training heads", disable=not progress, leave=False):
-        srcs = condition_sources(cond)
-        x = np.concatenate([features[s][0] for s in srcs])
-        y = np.concatenate([features[s][1] for s in srcs])
+        if cond == "real+copies":
+            rx, ry = features["real"]
+            extra = topup_indices(ry, target_per_class, seed)
+            x, y = np.concatenate([rx, rx[extra]]), np.concatenate([ry, ry[extra]])
+        else:
+            srcs = condition_sources(cond)
+            x = np.concatenate([features[s][0] for s in srcs])
+            y = np.concatenate([features[s][1] for s in srcs])
         head, losses = train_head(x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
         prob = predict_proba(head, val_x)
         info[cond].setdefault("final_loss", {})[int(seed)] = losses[-1] if losses else None
@@ -459,13 +522,16 @@ def run_experiment(cfg, conditions=CONDITIONS, progress: bool = True, device=Non
     datasets = load_datasets(cfg, progress=progress)
     model, weights_info = build_vgg16(cfg.vgg_weights, verbose=progress)
     model.to(device)
-    features = extract_all(model, datasets, cfg.vgg_image_size, progress=progress)
+    features = extract_all(
+        model, datasets, cfg.vgg_image_size, progress=progress, cache_dir=cfg.path("transfer", "features")
+    )
     predictions, info, skipped = run_conditions(
         features,
         conditions=conditions,
         seeds=cfg.seeds,
         epochs=cfg.vgg_epochs,
         val_paths=datasets["val_paths"],
+        target_per_class=cfg.target_per_class,
         progress=progress,
         device=device,
     )

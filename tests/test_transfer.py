@@ -153,20 +153,33 @@ def test_run_conditions_skips_missing_and_writes_contract(tmp_path):
     feats = {"real": fake_features(30, 3.0, 0), "val": fake_features(20, 3.0, 1), "torch": fake_features(24, 3.0, 2)}
     preds, info, skipped = transfer.run_conditions(feats, seeds=[0, 1], epochs=10, progress=False)
     assert set(preds["condition"]) == {"real", "real+torch", "synthetic-only:torch"}
-    assert set(skipped) == {"real+tf", "synthetic-only:tf"} and "04_synthetic_data" in skipped["real+tf"]
-    assert info["real+torch"]["n_train"] == 54 and info["synthetic-only:torch"]["n_train_per_class"] == {
-        "Normal": 12,
-        "COVID": 12,
-    }
+    assert set(skipped) == {"real+tf", "real+copies", "synthetic-only:tf"} and "04_synthetic_data" in skipped["real+tf"]
+    assert info["real+torch"]["n_train"] == 54
+    assert info["synthetic-only:torch"]["n_train_per_class"] == {"Normal": 12, "COVID": 12}
     assert len(preds) == 3 * 2 * 20 and preds["pred"].isin([0, 1]).all()
     from covidgan_utils import evaluation
 
     results = evaluation.summarize(preds, train_info=info, skipped=skipped)
-    assert results["conditions"]["real"]["n_train"] == 30 and set(results["mcnemar"]) == {
-        "real+torch",
-        "synthetic-only:torch",
-    }
+    assert results["conditions"]["real"]["n_train"] == 30
+    assert set(results["mcnemar"]) == {"real+torch", "synthetic-only:torch"}
     assert results["conditions"]["real"]["accuracy"] > 0.8  # the features carry the class: the head learns it
+
+
+def test_copies_control_tops_up_with_real_images():
+    labels = np.array([1] * 3 + [0] * 6)
+    idx = transfer.topup_indices(labels, 8, seed=0)
+    assert np.bincount(labels[idx], minlength=2).tolist() == [2, 5]  # 6 -> 8 Normal, 3 -> 8 COVID
+    assert len(set(idx[labels[idx] == 0])) == 2  # enough Normal images: drawn without replacement
+    assert not np.array_equal(idx, transfer.topup_indices(labels, 8, seed=1))
+    feats = {"real": fake_features(30, 3.0, 0), "val": fake_features(20, 3.0, 1)}
+    preds, info, skipped = transfer.run_conditions(
+        feats, conditions=["real", "real+copies"], seeds=[0, 1], epochs=3, target_per_class=25, progress=False
+    )
+    assert info["real+copies"]["n_train_per_class"] == {"Normal": 25, "COVID": 25} and not skipped
+    from covidgan_utils import evaluation
+
+    results = evaluation.summarize(preds, train_info=info)
+    assert set(results["mcnemar"]) == {"real+copies"} and results["mcnemar_vs_copies"] == {}
 
 
 def test_run_experiment_end_to_end(tmp_path, monkeypatch):
@@ -206,11 +219,33 @@ def test_run_experiment_end_to_end(tmp_path, monkeypatch):
     results = transfer.run_experiment(cfg, progress=False)
     saved = json.loads((cfg.run_dir / "transfer" / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
-    assert set(saved["conditions"]) == {"real", "real+torch", "synthetic-only:torch"}
+    assert set(saved["conditions"]) == {"real", "real+torch", "real+copies", "synthetic-only:torch"}
+    assert saved["conditions"]["real+copies"]["n_train_per_class"] == {"Normal": 12, "COVID": 12}
+    assert set(saved["mcnemar_vs_copies"]) == {"real+torch"}
     assert saved["conditions"]["real+torch"]["n_train"] == 18 + 6
     assert saved["conditions"]["real"]["n_val"] == 12 and saved["conditions"]["real"]["seeds"] == [0, 1]
     assert saved["vgg_weights"] == "random" and "real+tf" in saved["skipped_conditions"]
     preds = pd.read_csv(cfg.run_dir / "transfer" / "predictions.csv")
-    assert len(preds) == 3 * 2 * 12
+    assert len(preds) == 4 * 2 * 12
     val_paths = data_mod.read_manifest(cfg).query("split == 'val'")["path"].tolist()
     assert preds.loc[preds["condition"] == "real", "path"].tolist()[:12] == val_paths
+
+
+def test_feature_cache_skips_the_network_and_tracks_inputs(tmp_path, monkeypatch):
+    model = tiny_model()
+    images, labels = toy_images(6)
+    datasets = {"real": (images, labels), "val": (images[:2], labels[:2])}
+    first = transfer.extract_all(model, datasets, SIZE, progress=False, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.npz"))) == 2
+    monkeypatch.setattr(transfer, "extract_features", lambda *a, **k: pytest.fail("cache not used"))
+    again = transfer.extract_all(model, datasets, SIZE, progress=False, cache_dir=tmp_path)
+    np.testing.assert_array_equal(first["real"][0], again["real"][0])
+    monkeypatch.undo()
+    changed = images.copy()
+    changed[0, 0, 0, 0] ^= 1
+    transfer.extract_all(
+        model, {"real": (changed, labels), "val": datasets["val"]}, SIZE, progress=False, cache_dir=tmp_path
+    )
+    assert len(list(tmp_path.glob("real_*.npz"))) == 2  # one changed pixel: a new key, a new file
+    transfer.extract_all(tiny_model(seed=1), datasets, SIZE, progress=False, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("real_*.npz"))) == 3  # other weights: a new key too
