@@ -120,6 +120,7 @@ def test_random_init_is_loud_and_local_weights_load(tmp_path, monkeypatch):
         assert torch.equal(loaded.state_dict()[key], state[key])
     assert not loaded.training and loaded.classifier[6].weight.requires_grad
     assert not loaded.features[0].weight.requires_grad
+    path.unlink()  # 528 MB: do not leave it in pytest's kept temporary folders
     bad = tmp_path / "not_vgg.pth"
     torch.save({"features.0.weight": torch.zeros(3)}, bad)
     with pytest.raises(ValueError, match="not a VGG16 state_dict"):
