@@ -148,6 +148,8 @@ def generate(
             )
     sample_fn = sample_fn or (lambda g, labels, s: _sample(framework, g, labels, s))
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*out_dir.parent.glob(f".{out_dir.name}.*.tmp"), *out_dir.parent.glob(f".{out_dir.name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)  # left by a run killed mid-way (the run dir is locked by one run)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     rows, flat = [], 0
     try:
