@@ -62,8 +62,11 @@ def test_generate_writes_pngs_and_manifest(tmp_path):
 
 def test_generate_is_seeded_and_reuses_or_refuses(tmp_path):
     out = synthesis.framework_dir(tmp_path, "tf")
+    stale = out.parent / ".tf.abc123.tmp"  # what a run killed mid-way leaves
+    (stale / "COVID").mkdir(parents=True)
     plan = {"COVID": 3, "Normal": 2}
     first = synthesis.generate("tf", None, plan, out, seed=0, progress=False, sample_fn=fake_sample)
+    assert not stale.exists()
     again = synthesis.generate(
         "tf", None, plan, out, seed=0, progress=False, sample_fn=lambda *a: pytest.fail("should reuse")
     )
