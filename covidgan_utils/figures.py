@@ -161,9 +161,9 @@ def transfer_accuracy(run_dir: Path):
         ax.errorbar(i, c["accuracy"], yerr=[[c["accuracy"] - low], [high - c["accuracy"]]], color="k", capsize=4)
         seeds = [s["accuracy"] for s in c.get("per_seed", [])]
         ax.scatter(np.full(len(seeds), i) + np.linspace(-0.15, 0.15, len(seeds)), seeds, color="k", s=12, zorder=3)
-    for value, label in [(0.958, "report: real 0.958"), (0.974, "report: +PyTorch GAN 0.974"), (0.98, "report: +TF GAN 0.98")]:
-        ax.axhline(value, ls=":", lw=1, color="gray")
-        ax.text(len(names) - 0.5, value, label, fontsize=7, va="bottom", ha="right", color="gray")
+    for value, label, style in [(0.958, "report: real 0.958", ":"), (0.974, "report: +PyTorch GAN 0.974", "--"), (0.98, "report: +TF GAN 0.98", "-.")]:
+        ax.axhline(value, ls=style, lw=1, color="gray", label=label)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xticks(range(len(names)), names, rotation=20)
     lows = [results[n]["accuracy_ci"][0] for n in names]
     ax.set_ylim(max(0.0, min(lows) - 0.05), 1.0)

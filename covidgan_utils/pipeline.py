@@ -172,6 +172,24 @@ def _clear(run_path: Path) -> None:
         shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
+def _compact_png(b64: str) -> str:
+    """Re-encode a notebook PNG smaller: gray images as 8-bit gray, colour ones with a 256-colour palette."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB")
+    arr = np.asarray(img, dtype=np.int16)
+    gray = int(np.abs(arr - arr.mean(axis=2, keepdims=True)).max()) <= 3
+    small = img.convert("L") if gray else img.quantize(colors=256)
+    buf = io.BytesIO()
+    small.save(buf, format="PNG", optimize=True)
+    out = base64.b64encode(buf.getvalue()).decode()
+    return out if len(out) < len(b64) else b64
+
+
 def clean_notebook(src: Path, dst: Path) -> None:
     """Copy an executed notebook for committing: drop the injected-parameters cell and machine metadata."""
     import nbformat
@@ -182,6 +200,11 @@ def clean_notebook(src: Path, dst: Path) -> None:
         meta = cell.get("metadata", {})
         for key in ("papermill", "execution", "ExecuteTime"):
             meta.pop(key, None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            png = output.get("data", {}).get("image/png")
+            if png:
+                output["data"]["image/png"] = _compact_png(png)
     nb.metadata.pop("papermill", None)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
