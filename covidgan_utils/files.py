@@ -127,3 +127,14 @@ def _alive(pid) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def load_samples(out_dir: str | os.PathLike) -> dict:
+    """The fixed-noise sample grids a GAN saved during training: {epoch: {"images", "labels"}}, in epoch order."""
+    import numpy as np
+
+    found = {}
+    for path in sorted((Path(out_dir) / "samples").glob("epoch_*.npz")):
+        with np.load(path) as z:
+            found[int(z["epoch"])] = {"images": z["images"], "labels": z["labels"]}
+    return dict(sorted(found.items()))

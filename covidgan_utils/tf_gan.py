@@ -54,7 +54,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from keras import layers  # noqa: E402
 
-from . import CLASSES  # noqa: E402
+from . import CLASSES, files  # noqa: E402
 from .config import rel  # noqa: E402
 from .files import write_csv, write_json, write_npz, write_text  # noqa: E402
 
@@ -623,14 +623,7 @@ def load_generator(out_dir) -> keras.Model:
     raise FileNotFoundError(f"No complete checkpoint in {rel(Path(out_dir) / 'checkpoints')}: run {NOTEBOOK_03} first.")
 
 
-def load_samples(out_dir) -> dict[int, dict[str, np.ndarray]]:
-    """The fixed-noise sample grids saved during training: {epoch: {"images", "labels"}}, in epoch order."""
-    found = {}
-    for path in sorted((Path(out_dir) / "samples").glob("epoch_*.npz")):
-        with np.load(path) as z:
-            found[int(z["epoch"])] = {"images": z["images"], "labels": z["labels"]}
-    return dict(sorted(found.items()))
-
+load_samples = files.load_samples  # framework-free; shared with torch_gan/tf_gan
 
 __all__ = [
     "CLASSES",

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import CLASSES
+from . import CLASSES, files
 from .files import atomic_path, write_csv, write_npz
 
 BN_MOMENTUM = 0.1  # PyTorch convention: new = (1 - momentum) * old + momentum * batch; Keras 0.9 is the same thing
@@ -582,14 +582,7 @@ def load_generator(out_dir, device=None) -> Generator:
     return generator.to(pick_device(device)).eval()
 
 
-def load_samples(out_dir) -> dict[int, dict[str, np.ndarray]]:
-    """The fixed-noise sample grids saved during training: {epoch: {"images", "labels"}}, in epoch order."""
-    found = {}
-    for path in sorted((Path(out_dir) / "samples").glob("epoch_*.npz")):
-        with np.load(path) as z:
-            found[int(z["epoch"])] = {"images": z["images"], "labels": z["labels"]}
-    return dict(sorted(found.items()))
-
+load_samples = files.load_samples  # framework-free; shared with torch_gan/tf_gan
 
 __all__ = [
     "CLASSES",
