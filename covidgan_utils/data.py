@@ -321,7 +321,19 @@ def require_prepared(cfg: Config) -> dict:
             f"No prepared data in run directory {rel(cfg.run_dir)}. Run {NOTEBOOK_01} first "
             "(with the same profile and run_dir)."
         )
-    return read_json(data_out / "info.json")
+    info = read_json(data_out / "info.json")
+    made, wanted = info.get("settings", {}), _split_settings(cfg)
+    # split_seed and skip_unreadable are notebook 01's own parameters: compared only when cfg sets them
+    keys = ["profile", "train_per_class", "val_per_class"] + [k for k in ("split_seed", "skip_unreadable") if k in cfg.settings]
+    diffs = [f"{k}: prepared with {made.get(k)!r}, asked for {wanted[k]!r}" for k in keys if made.get(k) != wanted[k]]
+    if diffs:
+        raise DataError(
+            f"Run directory {rel(cfg.run_dir)} holds a split prepared with other settings:\n  - "
+            + "\n  - ".join(diffs)
+            + f"\nFix: rerun {NOTEBOOK_01} with these settings into a new run_dir, or use the run_dir of "
+            f"profile {made.get('profile')!r} (the default is runs/<profile>)."
+        )
+    return info
 
 
 def read_manifest(cfg: Config):
