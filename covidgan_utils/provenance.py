@@ -5,7 +5,7 @@ holds the notebook's name and a fingerprint of the prepared split (profile, imag
 train/val sha256 lists of RUN/data/manifest.csv). A consumer calls ``check(folder, cfg, made_by)``: it
 raises :class:`StaleInputError`, naming the notebook to rerun, when the stamp is missing or was made from
 another split or profile. Folders made before stamps existed (complete outputs, no provenance.json) pass
-with a warning.
+with a printed warning.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import warnings
 from pathlib import Path
 
 from .config import Config, rel
@@ -114,7 +113,7 @@ def differences(stamped: dict, current: dict) -> list[str]:
 def check(out_dir, cfg, made_by: str) -> dict | None:
     """Stop with :class:`StaleInputError` naming the notebook to rerun unless out_dir was made from cfg's split.
 
-    Returns the stamp; None (with a warning) for a folder of complete outputs made before stamps existed.
+    Returns the stamp; None (with a printed warning) for a folder of complete outputs made before stamps existed.
     ``cfg`` is the consumer's Config (profile, image_size and split compared) or a run directory (split and profile).
     """
     out_dir = Path(out_dir)
@@ -126,7 +125,7 @@ def check(out_dir, cfg, made_by: str) -> dict | None:
                 f"{rel(out_dir)} has no {FILE} (made by an older version): its split cannot be checked. "
                 f"Rerun {notebook} to be sure it matches this run."
             )
-            warnings.warn(message, stacklevel=2)
+            print(f"WARNING: {message}")  # printed, not warnings.warn: a warning would show a machine path
             return None
         raise StaleInputError(
             f"{rel(out_dir)} holds no finished outputs of {notebook}. Fix: run {notebook} first "

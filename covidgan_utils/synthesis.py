@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import CLASSES
+from . import CLASSES, provenance
 from .config import rel
 from .files import read_json, write_csv, write_json
 
@@ -134,9 +134,16 @@ def generate(
     plan = {_class_name(k): int(v) for k, v in plan.items()}
     plan = {c: plan[c] for c in CLASSES if c in plan}  # always Normal then COVID
     settings = {"framework": framework, "plan": plan, "seed": int(seed), "batch_size": int(batch_size)}
+    run_dir = out_dir.parent.parent
+    stamped = _has_split(run_dir)
+    if stamped and (run_dir / GAN_FOLDERS[framework]).exists():
+        provenance.check(run_dir / GAN_FOLDERS[framework], run_dir, Path(GAN_NOTEBOOKS[framework]).stem)
     if (out_dir / "manifest.csv").exists():
         old = _read_settings(out_dir)
         old = {k: v for k, v in (old or {}).items() if k != "nearly_flat_images"} or None
+        made = provenance.read(out_dir) if stamped else None
+        if made and provenance.differences(made["fingerprint"], provenance.fingerprint(run_dir)):
+            old = {**(old or {}), "split": made["fingerprint"]}  # made from another split: never reused
         if old == settings and not overwrite:
             if progress:
                 print(f"{_shown(out_dir)} already holds this plan (seed {seed}): reusing it.")
@@ -175,6 +182,8 @@ def generate(
         manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
         write_json(tmp / "settings.json", {**settings, "nearly_flat_images": flat})
         write_csv(tmp / "manifest.csv", manifest)
+        if stamped:
+            provenance.stamp(tmp, run_dir, Path(NOTEBOOK_04).stem)
         _swap_into_place(tmp, out_dir)
     finally:
         if tmp.exists():
@@ -205,6 +214,8 @@ def load_synthetic(run_dir, framework: str, image_size: int | None = None, chann
         )
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, not {channels}")
+    if _has_split(run_dir):
+        provenance.check(folder, run_dir, Path(NOTEBOOK_04).stem)
     manifest = pd.read_csv(folder / "manifest.csv")
     images = []
     for p in manifest["path"]:
@@ -252,6 +263,11 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
 def _shown(out_dir: Path) -> str:
     """RUN/synthetic/<fw> shown as <run dir>/synthetic/<fw> (no machine paths)."""
     return f"{rel(out_dir.parent.parent)}/synthetic/{out_dir.name}"
+
+
+def _has_split(run_dir: Path) -> bool:
+    """Whether the run directory holds notebook 01's split (then inputs and outputs carry provenance stamps)."""
+    return (Path(run_dir) / "data" / "manifest.csv").exists() and (Path(run_dir) / "data" / "info.json").exists()
 
 
 def _read_settings(out_dir: Path) -> dict | None:

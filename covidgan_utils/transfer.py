@@ -34,6 +34,7 @@ from .config import rel
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
+VGG16_SHA256_PREFIX = "397923af"  # published in the file name (torch.hub's check_hash convention)
 N_FEATURES = 4096
 MIN_IMAGE_SIZE = 32
 CONDITIONS = ("real", "real+torch", "real+tf", "real+copies", "synthetic-only:torch", "synthetic-only:tf")
@@ -100,39 +101,14 @@ def build_vgg16(weights="auto", n_outputs: int = 2, seed: int = 0, verbose: bool
             verbose,
         )
     elif weights == "imagenet":
-        try:
-            model = vgg16(weights=VGG16_Weights.IMAGENET1K_V1)
-        except Exception as exc:  # no internet, proxy, disk full...
-            raise RuntimeError(_missing_weights_message(f"{type(exc).__name__}: {exc}")) from exc
-        info.update(used="imagenet", description="ImageNet (torchvision IMAGENET1K_V1)")
+        state = imagenet_state_dict(progress=verbose)
+        model = _vgg16_from_state(state, imagenet_cache_file().name)
+        info.update(used="imagenet", description=f"ImageNet ({VGG16_Weights.IMAGENET1K_V1}, sha256-checked)")
     else:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise FileNotFoundError(_missing_weights_message(f"no file at {weights}"))
-        with torch.device("meta"):  # no time spent on a random init that is overwritten at once
-            model = vgg16(weights=None, init_weights=False)
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model"):
-            if isinstance(state, dict) and key in state and isinstance(state[key], dict):
-                state = state[key]
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-        state = {
-            k: v.float() if v.is_floating_point() else v for k, v in state.items() if not k.startswith("classifier.6.")
-        }
-        expected = {k for k in model.state_dict() if not k.startswith("classifier.6.")}
-        missing, unexpected = expected - set(state), set(state) - expected
-        if missing or unexpected:
-            raise ValueError(
-                f"{path.name} is not a VGG16 state_dict: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}. "
-                "Fix: save it with torch.save(torchvision.models.vgg16(...).state_dict(), path)."
-            )
-        shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        wrong = [
-            f"{k} {tuple(v.shape)} (VGG16 has {shapes[k]})" for k, v in state.items() if tuple(v.shape) != shapes[k]
-        ]
-        if wrong:
-            raise ValueError(f"{path.name} does not fit VGG16: {'; '.join(wrong[:5])}.")
-        model.load_state_dict(state, strict=False, assign=True)
+        model = _vgg16_from_state(torch.load(path, map_location="cpu", weights_only=True), path.name)
         info.update(used="file", file=path.name, description=f"state_dict from file {path.name}")
     model.classifier[6] = new_head(N_FEATURES, n_outputs, seed)
     for p in model.parameters():
@@ -141,6 +117,68 @@ def build_vgg16(weights="auto", n_outputs: int = 2, seed: int = 0, verbose: bool
         p.requires_grad_(True)
     model.eval()
     return model, info
+
+
+def verify_checksum(path, sha256_prefix: str) -> None:
+    """Raise ValueError, naming the file and the fix, unless the file's sha256 starts with ``sha256_prefix``."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if not digest.hexdigest().startswith(sha256_prefix):
+        raise ValueError(
+            f"{Path(path).name} does not match its published checksum (sha256 starts with {digest.hexdigest()[:8]}, "
+            f"expected {sha256_prefix}): the file is damaged or not the published one. Fix: delete it and download "
+            f"{VGG16_URL} again (or pass vgg_weights='random' to go on without pretrained weights)."
+        )
+
+
+def imagenet_state_dict(progress: bool = True) -> dict:
+    """torchvision's ImageNet VGG16 weights: downloaded once, checked against the sha256 in their file name.
+
+    A cached file is checked too (torch.hub checks only while downloading); loaded with weights_only=True.
+    """
+    import torchvision.models._api as tv_api
+
+    path = imagenet_cache_file()
+    if path.exists():
+        verify_checksum(path, VGG16_SHA256_PREFIX)
+    try:
+        return tv_api.load_state_dict_from_url(
+            VGG16_URL, model_dir=str(path.parent), progress=progress, check_hash=True, weights_only=True
+        )
+    except Exception as exc:  # no internet, proxy, disk full, a download whose hash does not match...
+        raise RuntimeError(_missing_weights_message(f"{type(exc).__name__}: {exc}")) from exc
+
+
+def _vgg16_from_state(state: dict, name: str):
+    """A torchvision VGG16 holding ``state`` (classifier[6] is left to the caller); raises naming ``name`` if it does not fit."""
+    from torchvision.models import vgg16
+
+    with torch.device("meta"):  # no time spent on a random init that is overwritten at once
+        model = vgg16(weights=None, init_weights=False)
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and key in state and isinstance(state[key], dict):
+            state = state[key]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    state = {
+        k: v.float() if v.is_floating_point() else v for k, v in state.items() if not k.startswith("classifier.6.")
+    }
+    expected = {k for k in model.state_dict() if not k.startswith("classifier.6.")}
+    missing, unexpected = expected - set(state), set(state) - expected
+    if missing or unexpected:
+        raise ValueError(
+            f"{name} is not a VGG16 state_dict: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}. "
+            "Fix: save it with torch.save(torchvision.models.vgg16(...).state_dict(), path)."
+        )
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    wrong = [
+        f"{k} {tuple(v.shape)} (VGG16 has {shapes[k]})" for k, v in state.items() if tuple(v.shape) != shapes[k]
+    ]
+    if wrong:
+        raise ValueError(f"{name} does not fit VGG16: {'; '.join(wrong[:5])}.")
+    model.load_state_dict(state, strict=False, assign=True)
+    return model
 
 
 def _announce(message: str, verbose: bool) -> None:
@@ -495,8 +533,15 @@ def run_conditions(
 
 
 def experiment_settings(cfg, weights_info: dict, batch_size: int = 32, lr: float = 1e-3) -> dict:
-    """What results.json records about how the numbers were made."""
+    """What results.json records about how the numbers were made (with the split's provenance fingerprint)."""
+    from . import provenance
+
+    try:
+        inputs = provenance.fingerprint(cfg)
+    except FileNotFoundError:
+        inputs = None
     return {
+        "inputs": inputs,
         "profile": cfg.profile,
         "data": "phantoms" if cfg.uses_phantoms else rel(cfg.data_dir),
         "vgg_weights": weights_info.get("used"),
@@ -539,5 +584,8 @@ def run_experiment(cfg, conditions=CONDITIONS, progress: bool = True, device=Non
     results = evaluation.summarize(predictions, train_info=info, skipped=skipped, settings=settings)
     results["feature_seconds"] = {k: round(v, 2) for k, v in features["seconds"].items()}
     if write:
+        from . import provenance
+
         evaluation.write_results(cfg.run_dir, results, predictions)
+        provenance.stamp(cfg.path("transfer"), cfg, "05_vgg16_transfer_learning")
     return results
