@@ -92,6 +92,16 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 
+# Limited-data GAN options (issue: evaluating synthetic data); off by default so every profile keeps the paper's GANs.
+for _settings in PROFILES.values():
+    _settings.setdefault(
+        "gan_variant", "cgan"
+    )  # "cgan" (the report's) or "acgan" (Waheed et al.'s auxiliary classifier)
+    _settings.setdefault("diffaugment", None)  # None (off) or a DiffAugment policy such as "color,translation,cutout"
+
+OVERRIDES_FILE = "overrides.json"  # settings a run directory carries for every notebook run on it (sweeps write it)
+
+
 def repo_root() -> Path:
     """The repository root: the nearest folder above the cwd holding pyproject.toml."""
     here = Path.cwd().resolve()
@@ -123,6 +133,7 @@ class Config:
     run_dir: Path
     data_dir: Path | None
     settings: dict[str, Any] = field(default_factory=dict)
+    run_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         settings = self.__dict__.get("settings", {})
@@ -150,37 +161,66 @@ class Config:
         """A few human lines: profile, data, run dir and the main knobs."""
         data = "built-in phantoms (synthetic, not medical data)" if self.uses_phantoms else rel(self.data_dir)
         s = self.settings
-        return (
+        text = (
             f"profile   : {self.profile}\n"
             f"data      : {data}\n"
             f"run dir   : {rel(self.run_dir)}\n"
             f"image size: {s['image_size']} px, GAN width torch x{s['torch_width']} / tf x{s['tf_width']}\n"
             f"split     : train {s['train_per_class']}, val {s['val_per_class']}"
         )
+        if s.get("gan_variant", "cgan") != "cgan" or s.get("diffaugment"):
+            text += f"\nGAN       : {s.get('gan_variant', 'cgan')}, DiffAugment {s.get('diffaugment') or 'off'}"
+        if self.run_overrides:
+            text += f"\noverrides : {self.run_overrides} (from {rel(self.path(OVERRIDES_FILE))})"
+        return text
 
 
-def resolve(profile: str | None = None, data_dir: str | None = None, run_dir: str | None = None, **overrides: Any) -> Config:
+def resolve(
+    profile: str | None = None, data_dir: str | None = None, run_dir: str | None = None, **overrides: Any
+) -> Config:
     """Resolve notebook parameters: explicit value, then COVIDGAN_* env var, then profile default.
 
     Relative ``data_dir`` / ``run_dir`` are taken relative to the repository root.
 
     Overrides whose value is None are ignored, so a parameters cell can hold ``epochs = None``.
+    A run directory holding ``overrides.json`` (written by :mod:`covidgan_utils.sweeps`) applies those
+    settings to every notebook run on it, below the explicit overrides.
     """
     profile = profile or os.environ.get(ENV_PROFILE) or DEFAULT_PROFILE
     if profile not in PROFILES:
         raise ValueError(f"Unknown profile {profile!r}: choose one of {', '.join(PROFILES)}.")
     settings = copy.deepcopy(PROFILES[profile])
-    for name, value in overrides.items():
-        if value is None:
-            continue
-        settings[name] = value
     data_dir = data_dir or os.environ.get(ENV_DATA_DIR) or None
     run_dir = run_dir or os.environ.get(ENV_RUN_DIR) or None
     # Relative paths are relative to the repository root, wherever the notebook or command runs.
     root = repo_root()
-    run_path = root / Path(run_dir).expanduser() if run_dir else root / "runs" / profile
+    run_path = (root / Path(run_dir).expanduser() if run_dir else root / "runs" / profile).resolve()
+    run_overrides = read_run_overrides(run_path)
+    settings.update(copy.deepcopy(run_overrides))
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        settings[name] = value
     data_path = (root / Path(data_dir).expanduser()).resolve() if data_dir else None
-    return Config(profile=profile, run_dir=run_path.resolve(), data_dir=data_path, settings=settings)
+    return Config(profile=profile, run_dir=run_path, data_dir=data_path, settings=settings, run_overrides=run_overrides)
+
+
+def read_run_overrides(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """Settings from RUN/overrides.json ({} if absent); unknown names or a broken file raise naming the file."""
+    import json
+
+    path = Path(run_dir) / OVERRIDES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"Cannot read {rel(path)} ({err}). Fix: repair it or delete it.") from err
+    known = set().union(*PROFILES.values()) | {"split_seed", "synthesis_seed", "phantom_seed", "skip_unreadable"}
+    if not isinstance(values, dict) or set(values) - known:
+        bad = sorted(set(values) - known) if isinstance(values, dict) else type(values).__name__
+        raise ValueError(f"{rel(path)} holds unknown settings {bad}; known: {sorted(known)}.")
+    return values
 
 
 def phantom_dir(cfg: Config) -> Path:

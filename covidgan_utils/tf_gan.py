@@ -55,6 +55,7 @@ import pandas as pd  # noqa: E402
 from keras import layers  # noqa: E402
 
 from . import CLASSES, files  # noqa: E402
+from .augment import diffaugment_tf, parse_policy  # noqa: E402
 from .config import rel  # noqa: E402
 from .files import write_csv, write_json, write_npz, write_text  # noqa: E402
 
@@ -63,6 +64,8 @@ D_BN_MOMENTUM = 0.99  # Keras 0.99 = PyTorch momentum 0.01: slow running statist
 L1 = 1e-4  # the report's L1 kernel regularization of the discriminator
 LEAKY_SLOPE = 0.2
 HISTORY_COLUMNS = ["epoch", "d_loss", "g_loss", "d_real", "d_fake", "g_test_loss", "seconds"]
+ACGAN_COLUMNS = ["class_acc"]  # ACGAN only: the auxiliary head's accuracy on the real batch
+VARIANTS = ("cgan", "acgan")
 JIT_DEFAULT = False  # XLA off: on a 2-core CPU it ran 0.56x the graph at the demo size, 1.04x at 128 px (benchmarks/tf_cgan_train.py)
 _CKPT_RE = re.compile(r"^epoch_(\d{4,})$")
 POINTER = "latest"
@@ -151,23 +154,28 @@ def build_generator(image_size=128, latent_dim=100, n_classes=2, width=1.0, chan
     return _tag(model, "generator", kwargs)
 
 
-def build_discriminator(image_size=128, n_classes=2, width=1.0, channels=1) -> keras.Model:
+def build_discriminator(image_size=128, n_classes=2, width=1.0, channels=1, variant="cgan") -> keras.Model:
     """The report's discriminator (866,465 parameters at the defaults), scaled by image_size and width.
 
     Label -> lookup -> Dense(image_size**2) -> one full-size plane beside the image; 3x3 convolutions
     32 (stride 1), 64, 128, 512 (stride 2) with BatchNormalization (momentum 0.99) and LeakyReLU;
     Flatten; Dense(1) giving a logit. Every kernel carries the report's L1 1e-4 penalty.
+    ``variant="acgan"`` (Waheed et al.'s design) takes the image alone and returns [logit, class logits].
     """
     _stages(image_size)
+    if variant not in VARIANTS:
+        raise ValueError(f"Unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
     reg = keras.regularizers.L1(L1)
     image = keras.Input(shape=(image_size, image_size, channels), name="image")
-    label = keras.Input(shape=(1,), dtype="int32", name="label")
-    plane = layers.Embedding(n_classes, 2, embeddings_initializer=_label_init(), name="label_lookup")(label)
-    plane = layers.Dense(
-        image_size * image_size, kernel_initializer="lecun_normal", kernel_regularizer=reg, name="label_dense"
-    )(plane)
-    plane = layers.Reshape((image_size, image_size, 1), name="label_plane")(plane)
-    x = layers.Concatenate(name="concat")([image, plane])
+    x = image
+    if variant == "cgan":
+        label = keras.Input(shape=(1,), dtype="int32", name="label")
+        plane = layers.Embedding(n_classes, 2, embeddings_initializer=_label_init(), name="label_lookup")(label)
+        plane = layers.Dense(
+            image_size * image_size, kernel_initializer="lecun_normal", kernel_regularizer=reg, name="label_dense"
+        )(plane)
+        plane = layers.Reshape((image_size, image_size, 1), name="label_plane")(plane)
+        x = layers.Concatenate(name="concat")([image, plane])
     for i, (c, stride) in enumerate(((32, 1), (64, 2), (128, 2), (512, 2)), 1):
         conv = layers.Conv2D(
             _width(c, width),
@@ -184,9 +192,25 @@ def build_discriminator(image_size=128, n_classes=2, width=1.0, channels=1) -> k
         x = bn(act(conv(x))) if i == 1 else act(bn(conv(x)))
     x = layers.Flatten(name="flatten")(x)
     logit = layers.Dense(1, kernel_regularizer=reg, name="logit", dtype="float32")(x)
-    model = keras.Model([image, label], logit, name="Discriminator")
     kwargs = dict(image_size=image_size, n_classes=n_classes, width=width, channels=channels)
+    if variant == "cgan":
+        model = keras.Model([image, label], logit, name="Discriminator")
+    else:
+        class_logits = layers.Dense(n_classes, kernel_regularizer=reg, name="class_logits", dtype="float32")(x)
+        model = keras.Model(image, [logit, class_logits], name="ACGAN_Discriminator")
+        kwargs["variant"] = variant  # absent for the cGAN, so older checkpoints still match
     return _tag(model, "discriminator", kwargs)
+
+
+def variant_of(discriminator: keras.Model) -> str:
+    """ "cgan" or "acgan", from how the discriminator was built."""
+    return build_kwargs(discriminator).get("variant", "cgan")
+
+
+def history_columns(discriminator: keras.Model) -> list[str]:
+    """History columns: the cGAN's, plus the class head's accuracy for an ACGAN."""
+    extra = ACGAN_COLUMNS if variant_of(discriminator) == "acgan" else []
+    return HISTORY_COLUMNS[:5] + extra + HISTORY_COLUMNS[5:]
 
 
 def count_parameters(model: keras.Model, exclude_embeddings: bool = True) -> int:
@@ -384,13 +408,32 @@ def _bce_logits(target: float, logits):
     )
 
 
-def make_train_step(generator, discriminator, g_opt, d_opt, rng: tf.random.Generator, jit_compile=None, compiled=True):
+def _class_ce(y, class_logits):
+    return tf.reduce_mean(
+        tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.reshape(y, [-1]), logits=class_logits)
+    )
+
+
+def make_train_step(
+    generator, discriminator, g_opt, d_opt, rng: tf.random.Generator, jit_compile=None, compiled=True, policy=()
+):
     """One cGAN step: update D on a real and a fake batch, then G against the updated D (fake batch reused).
 
-    Returns a function (uint8 images, int labels) -> [d_loss, g_loss, D(x), D(G(z))], as a tf.function
-    (with XLA when ``jit_compile``) or, with ``compiled=False``, the same Python code run eagerly.
+    Returns a function (uint8 images, int labels) -> [d_loss, g_loss, D(x), D(G(z))(, class_acc)], as a
+    tf.function (with XLA when ``jit_compile``) or, with ``compiled=False``, the same Python code run eagerly.
+    A DiffAugment ``policy`` augments every image D sees; an ACGAN discriminator adds the class losses
+    (real and fake for D, fake for G).
     """
     latent_dim = generator.inputs[0].shape[-1]
+    policy = parse_policy(policy)
+    acgan = variant_of(discriminator) == "acgan"
+
+    def judge(images, y):
+        images = diffaugment_tf(images, policy, rng)
+        if acgan:
+            logits, class_logits = discriminator(images, training=True)
+            return logits, class_logits
+        return discriminator([images, y], training=True), None
 
     def step(real_u8, y):
         real = tf.cast(real_u8, tf.float32) / 127.5 - 1.0
@@ -398,19 +441,25 @@ def make_train_step(generator, discriminator, g_opt, d_opt, rng: tf.random.Gener
         with tf.GradientTape() as g_tape:
             fake = generator([z, y], training=True)
             with tf.GradientTape() as d_tape:
-                real_logits = discriminator([real, y], training=True)
-                fake_logits = discriminator([tf.stop_gradient(fake), y], training=True)
+                real_logits, real_class = judge(real, y)
+                fake_logits, fake_class = judge(tf.stop_gradient(fake), y)
                 d_loss = (_bce_logits(1.0, real_logits) + _bce_logits(0.0, fake_logits)) / 2
+                if acgan:
+                    d_loss += (_class_ce(y, real_class) + _class_ce(y, fake_class)) / 2
                 d_total = d_loss + tf.add_n(discriminator.losses)  # + the L1 penalty
             d_grads = d_tape.gradient(d_total, discriminator.trainable_variables)
             d_opt.apply_gradients(zip(d_grads, discriminator.trainable_variables))
-            gen_logits = discriminator([fake, y], training=True)
+            gen_logits, gen_class = judge(fake, y)
             g_loss = _bce_logits(1.0, gen_logits)
+            if acgan:
+                g_loss += _class_ce(y, gen_class)
         g_grads = g_tape.gradient(g_loss, generator.trainable_variables)
         g_opt.apply_gradients(zip(g_grads, generator.trainable_variables))
-        return tf.stack(
-            [d_loss, g_loss, tf.reduce_mean(tf.sigmoid(real_logits)), tf.reduce_mean(tf.sigmoid(fake_logits))]
-        )
+        stats = [d_loss, g_loss, tf.reduce_mean(tf.sigmoid(real_logits)), tf.reduce_mean(tf.sigmoid(fake_logits))]
+        if acgan:
+            hits = tf.equal(tf.argmax(real_class, axis=1, output_type=tf.int32), tf.reshape(y, [-1]))
+            stats.append(tf.reduce_mean(tf.cast(hits, tf.float32)))
+        return tf.stack(stats)
 
     if not compiled:
         return step
@@ -419,9 +468,13 @@ def make_train_step(generator, discriminator, g_opt, d_opt, rng: tf.random.Gener
 
 
 def _make_eval_step(generator, discriminator):
+    acgan = variant_of(discriminator) == "acgan"
+
     @tf.function(autograph=False)
     def eval_step(z, y):
         fake = generator([z, y], training=False)
+        if acgan:
+            return fake, _bce_logits(1.0, discriminator(fake, training=False)[0])
         return fake, _bce_logits(1.0, discriminator([fake, y], training=False))
 
     return eval_step
@@ -456,13 +509,16 @@ def train(
     samples_per_class: int = 32,
     keep_last: int = 2,
     deterministic: bool = True,
+    diffaugment=None,
 ) -> pd.DataFrame:
     """Train the cGAN with BCE (on logits) and Adam; resumable from out_dir/checkpoints; returns the per-epoch history.
 
     The uint8 dataset stays in memory as one tensor; each batch is a gather of a (seed, epoch) permutation,
     the last incomplete batch of an epoch is dropped (one batch shape: one compiled graph), and the losses
     are read back once per epoch. ``g_test_loss`` is the generator loss on a fixed batch of noise and labels
-    with both models in inference mode (the report's "generator test loss").
+    with both models in inference mode (the report's "generator test loss"). ``diffaugment`` (None: off;
+    e.g. "color,translation,cutout") augments every image D sees; an ACGAN discriminator
+    (``build_discriminator(variant="acgan")``) adds the class losses.
     """
     from .progress import tqdm
 
@@ -489,6 +545,9 @@ def train(
     if batch_size < 2:
         raise ValueError("BatchNormalization needs batches of at least 2 images.")
     steps = n // batch_size
+    policy = parse_policy(diffaugment)
+    options = {"diffaugment": ",".join(policy) or "off", "variant": variant_of(discriminator)}
+    columns = history_columns(discriminator)
 
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -522,6 +581,12 @@ def train(
                     f"The checkpoint {saved['path'].name} holds a {name} built with {saved[f'{name}_kwargs']}, "
                     f"not {kwargs}: use a new out_dir for a different model."
                 )
+        saved_options = saved.get("options", {"diffaugment": "off", "variant": "cgan"})
+        if saved_options != options:
+            raise ValueError(
+                f"The checkpoint {saved['path'].name} was trained with {saved_options}, not {options}: "
+                "use a new out_dir (or run_dir) for different training options."
+            )
         state = _restore_newest(out_dir, ckpt, variables, verbose=True)
         if state is not None:
             start = int(epoch_var.numpy())
@@ -530,7 +595,7 @@ def train(
                 print(f"Resuming from {state['path'].name} (epoch {start}).")
             if start >= epochs:
                 print(f"Already trained for {start} epochs (asked for {epochs}); nothing to do.")
-                return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+                return pd.DataFrame(history, columns=columns)
 
     latent_dim = g_kwargs["latent_dim"]
     grid_labels = _sample_labels(samples_per_class, g_kwargs["n_classes"])
@@ -549,24 +614,26 @@ def train(
 
     x_all = tf.constant(images)
     y_all = tf.constant(labels_np[:, None])
-    train_step = make_train_step(generator, discriminator, g_opt, d_opt, rng, jit_compile=jit_compile)
+    train_step = make_train_step(generator, discriminator, g_opt, d_opt, rng, jit_compile=jit_compile, policy=policy)
 
     bar = tqdm(total=epochs, initial=start, desc="epochs", disable=not progress, file=sys.stdout, mininterval=1.0)
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
         order = tf.constant(_epoch_order(n, seed, epoch)[: steps * batch_size].reshape(steps, batch_size))
-        sums = tf.zeros(4)
+        sums = tf.zeros(len(columns) - 3)  # d_loss, g_loss, D(x), D(G(z))[, class_acc]
         for i in range(steps):
             idx = order[i]
             sums += train_step(tf.gather(x_all, idx), tf.gather(y_all, idx))
-        d_l, g_l, d_x, d_gz = (sums / steps).numpy().tolist()  # the one host sync of the epoch
+        means = (sums / steps).numpy().tolist()  # the one host sync of the epoch
+        d_l, g_l, d_x, d_gz = means[:4]
         _, g_test = eval_step(z_test, y_test)
         row = {"epoch": epoch, "d_loss": d_l, "g_loss": g_l, "d_real": d_x, "d_fake": d_gz}
+        row.update(zip(ACGAN_COLUMNS, means[4:]))
         row["g_test_loss"] = float(g_test)
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
         epoch_var.assign(epoch)
-        write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=HISTORY_COLUMNS))
+        write_csv(out_dir / "history.csv", pd.DataFrame(history, columns=columns))
         if epoch % sample_every == 0 or epoch == epochs:
             save_samples(epoch)
         if epoch % checkpoint_every == 0 or epoch == epochs:
@@ -580,12 +647,13 @@ def train(
                 "lr": lr,
                 "beta_1": beta_1,
                 "tensorflow_version": tf.__version__,
+                "options": options,
             }
             _save_checkpoint(out_dir, ckpt, state, keep_last)
         bar.set_postfix(d_loss=f"{d_l:.3f}", g_loss=f"{g_l:.3f}", d_real=f"{d_x:.2f}", d_fake=f"{d_gz:.2f}")
         bar.update(1)
     bar.close()
-    return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    return pd.DataFrame(history, columns=columns)
 
 
 # ----------------------------------------------------------------------------------- generation
@@ -640,4 +708,5 @@ __all__ = [
     "sample",
     "train",
     "train_flops_per_image",
+    "variant_of",
 ]

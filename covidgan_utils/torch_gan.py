@@ -20,11 +20,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import CLASSES, files
+from .augment import diffaugment_torch, parse_policy
 from .files import atomic_path, write_csv, write_npz
 
 BN_MOMENTUM = 0.1  # PyTorch convention: new = (1 - momentum) * old + momentum * batch; Keras 0.9 is the same thing
 BN_EPS = 0.8  # the value printed in the report's Figure 4 (inherited from a tutorial; the usual value is 1e-5)
 HISTORY_COLUMNS = ["epoch", "d_loss", "g_loss", "d_real", "d_fake", "seconds"]
+ACGAN_COLUMNS = ["class_acc"]  # ACGAN only: the auxiliary head's accuracy on the real batch
+VARIANTS = ("cgan", "acgan")
 _CKPT_RE = re.compile(r"^ckpt_(\d{4,})\.pt$")
 _CKPT_KEYS = {"generator", "discriminator", "g_optimizer", "d_optimizer", "epoch", "rng", "history", "generator_kwargs"}
 
@@ -95,21 +98,32 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Image + class label -> probability that the image is a real X-ray of that class."""
+    """Image + class label -> probability that the image is a real X-ray of that class.
 
-    def __init__(self, image_size=128, n_classes=2, embedding_dim=100, width=1.0, channels=3):
+    ``variant="acgan"`` (Odena et al.; the design of Waheed et al.'s CovidGAN) drops the label input and
+    adds an auxiliary head: image -> (probability that it is real, class logits).
+    """
+
+    def __init__(self, image_size=128, n_classes=2, embedding_dim=100, width=1.0, channels=3, variant="cgan"):
         super().__init__()
+        if variant not in VARIANTS:
+            raise ValueError(f"Unknown variant {variant!r}: choose one of {', '.join(VARIANTS)}.")
         self.build_kwargs = dict(
             image_size=image_size, n_classes=n_classes, embedding_dim=embedding_dim, width=width, channels=channels
         )
+        if variant != "cgan":  # older checkpoints (no variant key) stay loadable as cgan
+            self.build_kwargs["variant"] = variant
+        self.variant = variant
         _check_size(image_size)
         base = _base_channels(width)
         self.image_size, self.channels, self.n_classes = image_size, channels, n_classes
-        # The label becomes `channels` extra full-size image planes.
-        self.label_embedding = nn.Sequential(
-            nn.Embedding(n_classes, embedding_dim), nn.Linear(embedding_dim, channels * image_size * image_size)
-        )
-        layers: list[nn.Module] = [nn.Conv2d(2 * channels, base, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        in_channels = channels
+        if variant == "cgan":  # the label becomes `channels` extra full-size image planes
+            self.label_embedding = nn.Sequential(
+                nn.Embedding(n_classes, embedding_dim), nn.Linear(embedding_dim, channels * image_size * image_size)
+            )
+            in_channels = 2 * channels
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, base, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
         side = image_size // 2
         c_in = base
         for mult in (2, 4, 8):  # three kernel-4, stride-3, padding-2 convolutions as in the report
@@ -121,11 +135,19 @@ class Discriminator(nn.Module):
             c_in = base * mult
             side = (side + 2 * 2 - 4) // 3 + 1
         self.features = c_in * side * side  # 512 * 3 * 3 = 4608 at 128 px
-        layers += [nn.Flatten(), nn.Dropout(0.4), nn.Linear(self.features, 1), nn.Sigmoid()]
+        if variant == "cgan":
+            layers += [nn.Flatten(), nn.Dropout(0.4), nn.Linear(self.features, 1), nn.Sigmoid()]
+        else:  # shared trunk; the two heads read the same dropped-out features
+            layers += [nn.Flatten(), nn.Dropout(0.4)]
+            self.source_head = nn.Sequential(nn.Linear(self.features, 1), nn.Sigmoid())
+            self.class_head = nn.Linear(self.features, n_classes)
         self.body = nn.Sequential(*layers)
         self.apply(_init_weights)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, labels: torch.Tensor):
+        if self.variant == "acgan":  # the label is not an input: the class head must find it in the image
+            h = self.body(images)
+            return self.source_head(h), self.class_head(h)
         # The same numbers as mapping each sample's label, computed once per class and then gathered.
         table = self.label_embedding(torch.arange(self.n_classes, device=labels.device))
         planes = table[labels].view(-1, self.channels, self.image_size, self.image_size)
@@ -137,9 +159,11 @@ def build_generator(image_size=128, latent_dim=100, n_classes=2, embedding_dim=1
     return Generator(image_size, latent_dim, n_classes, embedding_dim, width, channels)
 
 
-def build_discriminator(image_size=128, n_classes=2, embedding_dim=100, width=1.0, channels=3) -> Discriminator:
-    """The report's discriminator (7,729,609 parameters at the defaults), scaled by image_size and width."""
-    return Discriminator(image_size, n_classes, embedding_dim, width, channels)
+def build_discriminator(
+    image_size=128, n_classes=2, embedding_dim=100, width=1.0, channels=3, variant="cgan"
+) -> Discriminator:
+    """The report's discriminator (7,729,609 parameters at the defaults), scaled by image_size and width; or its ACGAN variant."""
+    return Discriminator(image_size, n_classes, embedding_dim, width, channels, variant)
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -311,7 +335,7 @@ def load_checkpoint(out_dir, map_location="cpu", verbose: bool = True) -> dict |
     return None
 
 
-def _save_checkpoint(out_dir, epoch, generator, discriminator, g_opt, d_opt, history, keep_last) -> Path:
+def _save_checkpoint(out_dir, epoch, generator, discriminator, g_opt, d_opt, history, keep_last, options=None) -> Path:
     path = Path(out_dir) / "checkpoints" / f"ckpt_{epoch:04d}.pt"
     state = {
         "epoch": epoch,
@@ -320,7 +344,8 @@ def _save_checkpoint(out_dir, epoch, generator, discriminator, g_opt, d_opt, his
         "g_optimizer": g_opt.state_dict(),
         "d_optimizer": d_opt.state_dict(),
         "rng": _rng_state(),
-        "history": {k: [float(r[k]) if k != "epoch" else int(r[k]) for r in history] for k in HISTORY_COLUMNS},
+        "history": {k: [float(r[k]) if k != "epoch" else int(r[k]) for r in history] for k in _columns(discriminator)},
+        "options": dict(options or {}),
         "generator_kwargs": dict(generator.build_kwargs),
         "discriminator_kwargs": dict(discriminator.build_kwargs),
         "torch_version": str(torch.__version__),
@@ -334,6 +359,12 @@ def _save_checkpoint(out_dir, epoch, generator, discriminator, g_opt, d_opt, his
 
 
 # ------------------------------------------------------------------------------------- training
+
+
+def _columns(discriminator) -> list[str]:
+    """History columns: the cGAN's, plus the class head's accuracy for an ACGAN."""
+    acgan = getattr(discriminator, "variant", "cgan") == "acgan"
+    return HISTORY_COLUMNS[:-1] + (ACGAN_COLUMNS if acgan else []) + HISTORY_COLUMNS[-1:]
 
 
 def fixed_noise(n: int, latent_dim: int, seed: int) -> torch.Tensor:
@@ -367,31 +398,48 @@ class _eval_mode:
         self.model.train(self.was)
 
 
-def _train_step(discriminator, g_step, d_step, g_opt, d_opt, real, y, z, autocast) -> torch.Tensor:
-    """One discriminator update, then one generator update; returns (d_loss, g_loss, D(x), D(G(z))) on the device."""
+def _train_step(discriminator, g_step, d_step, g_opt, d_opt, real, y, z, autocast, policy=()) -> torch.Tensor:
+    """One discriminator update, then one generator update; returns (d_loss, g_loss, D(x), D(G(z))[, class_acc]) on the device.
+
+    With a DiffAugment ``policy`` every image D sees (real and fake, in both steps) is augmented first.
+    With an ACGAN discriminator both losses add the cross-entropy of D's class head: on real and fake images
+    for D, on fake images for G (so G is rewarded for images whose class D can recognise).
+    """
     b = len(y)
     ones = torch.ones(b, 1, device=real.device)
     zeros = torch.zeros(b, 1, device=real.device)
+    acgan = getattr(discriminator, "variant", "cgan") == "acgan"
+
+    def judge(images):
+        out = d_step(diffaugment_torch(images, policy), y)
+        return out if acgan else (out, None)
 
     d_opt.zero_grad(set_to_none=True)
     with autocast:
-        p_real = d_step(real, y)
+        p_real, c_real = judge(real)
         fake = g_step(z, y)
-        p_fake = d_step(fake.detach(), y)
+        p_fake, c_fake = judge(fake.detach())
     d_loss = (F.binary_cross_entropy(p_real.float(), ones) + F.binary_cross_entropy(p_fake.float(), zeros)) / 2
+    if acgan:
+        d_loss = d_loss + (F.cross_entropy(c_real.float(), y) + F.cross_entropy(c_fake.float(), y)) / 2
     d_loss.backward()
     d_opt.step()
 
     g_opt.zero_grad(set_to_none=True)
     discriminator.requires_grad_(False)  # the generator step needs D's input gradients, not its weights'
     with autocast:
-        p_gen = d_step(fake, y)
+        p_gen, c_gen = judge(fake)
     g_loss = F.binary_cross_entropy(p_gen.float(), ones)
+    if acgan:
+        g_loss = g_loss + F.cross_entropy(c_gen.float(), y)
     g_loss.backward()
     g_opt.step()
     discriminator.requires_grad_(True)
     with torch.no_grad():
-        return torch.stack([d_loss, g_loss, p_real.float().mean(), p_fake.float().mean()]).detach()
+        stats = [d_loss, g_loss, p_real.float().mean(), p_fake.float().mean()]
+        if acgan:
+            stats.append((c_real.argmax(dim=1) == y).float().mean())
+        return torch.stack(stats).detach()
 
 
 def time_train_step(generator, discriminator, batch_size: int = 8, repeats: int = 2, device=None) -> float:
@@ -439,11 +487,14 @@ def train(
     compile: bool = False,
     samples_per_class: int = 32,
     keep_last: int = 2,
+    diffaugment=None,
 ) -> pd.DataFrame:
     """Train the cGAN with BCE and Adam; resumable from out_dir/checkpoints; returns the per-epoch history.
 
     The dataset lives on the device as one float tensor; batches are index slices of a seeded permutation
     and the losses stay on the device until the end of each epoch (one host sync per epoch).
+    ``diffaugment`` (None: off; e.g. "color,translation,cutout") augments every image the discriminator
+    sees; an ACGAN discriminator (``build_discriminator(variant="acgan")``) adds the class losses.
     """
     from .progress import tqdm
 
@@ -466,6 +517,9 @@ def train(
     if np.asarray(images).shape[1:3] != (size, size):
         raise ValueError(f"images are {np.asarray(images).shape[1:3]} but the models are built for {size}x{size}.")
 
+    policy = parse_policy(diffaugment)
+    options = {"diffaugment": ",".join(policy) or "off", "variant": getattr(discriminator, "variant", "cgan")}
+    columns = _columns(discriminator)
     generator.to(device).train()
     discriminator.to(device).train()
     g_opt = torch.optim.Adam(generator.parameters(), lr=lr, betas=tuple(betas))
@@ -486,6 +540,12 @@ def train(
                     f"The checkpoint {ckpt['path'].name} holds a {name} built with {dict(saved)}, "
                     f"not {model.build_kwargs}: use a new out_dir for a different model."
                 )
+        saved_options = dict(ckpt.get("options") or {"diffaugment": "off", "variant": "cgan"})
+        if saved_options != options:
+            raise ValueError(
+                f"The checkpoint {ckpt['path'].name} was trained with {saved_options}, not {options}: "
+                "use a new out_dir (or run_dir) for different training options."
+            )
         generator.load_state_dict(ckpt["generator"])
         discriminator.load_state_dict(ckpt["discriminator"])
         g_opt.load_state_dict(ckpt["g_optimizer"])
@@ -493,12 +553,12 @@ def train(
         _set_rng_state(ckpt["rng"])
         start = int(ckpt["epoch"])
         h = ckpt["history"]
-        history = [{k: h[k][i] for k in HISTORY_COLUMNS} for i in range(len(h["epoch"]))]
+        history = [{k: h[k][i] for k in columns} for i in range(len(h["epoch"]))]
         if progress:
             print(f"Resuming from {ckpt['path'].name} (epoch {start}).")
         if start >= epochs:
             print(f"Already trained for {start} epochs (asked for {epochs}); nothing to do.")
-            return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+            return pd.DataFrame(history, columns=columns)
     else:
         torch.manual_seed(seed)
         np.random.seed(seed)
@@ -523,7 +583,9 @@ def train(
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
         order = torch.randperm(n).to(device)
-        sums = torch.zeros(4, device=device)  # d_loss, g_loss, D(x), D(G(z)), each weighted by batch size
+        sums = torch.zeros(
+            len(columns) - 2, device=device
+        )  # d_loss, g_loss, D(x), D(G(z))[, class_acc], batch-weighted
         seen = 0
         for lo in range(0, n, batch_size):
             idx = order[lo : lo + batch_size]
@@ -533,21 +595,22 @@ def train(
             seen += b
             real, y = x_all[idx], y_all[idx]
             z = torch.randn(b, latent_dim, device=device)
-            sums += b * _train_step(discriminator, g_step, d_step, g_opt, d_opt, real, y, z, autocast)
-        d_l, g_l, d_x, d_gz = (sums / seen).tolist()  # the one host sync of the epoch
-        row = {"epoch": epoch, "d_loss": d_l, "g_loss": g_l, "d_real": d_x, "d_fake": d_gz}
+            sums += b * _train_step(discriminator, g_step, d_step, g_opt, d_opt, real, y, z, autocast, policy)
+        means = (sums / seen).tolist()  # the one host sync of the epoch
+        d_l, g_l, d_x, d_gz = means[:4]
+        row = {"epoch": epoch, **dict(zip(columns[1:-1], means))}
         row["seconds"] = time.perf_counter() - t0
         history.append(row)
-        frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+        frame = pd.DataFrame(history, columns=columns)
         write_csv(out_dir / "history.csv", frame)
         if epoch % sample_every == 0 or epoch == epochs:
             _save_samples(out_dir, epoch, generator, grid_noise, grid_labels)
         if epoch % checkpoint_every == 0 or epoch == epochs:
-            _save_checkpoint(out_dir, epoch, generator, discriminator, g_opt, d_opt, history, keep_last)
+            _save_checkpoint(out_dir, epoch, generator, discriminator, g_opt, d_opt, history, keep_last, options)
         bar.set_postfix(d_loss=f"{d_l:.3f}", g_loss=f"{g_l:.3f}", d_real=f"{d_x:.2f}", d_fake=f"{d_gz:.2f}")
         bar.update(1)
     bar.close()
-    return pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    return pd.DataFrame(history, columns=columns)
 
 
 # ----------------------------------------------------------------------------------- generation
