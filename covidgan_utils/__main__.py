@@ -1,4 +1,4 @@
-"""Command line: ``python -m covidgan_utils {phantoms,run,figures,publish} ...``."""
+"""Command line: ``python -m covidgan_utils {phantoms,run,sweep,figures,publish} ...``."""
 
 from __future__ import annotations
 
@@ -65,13 +65,19 @@ def _phantoms(argv) -> int:
     return phantoms.main(argv) or 0
 
 
-COMMANDS = {"phantoms": _phantoms, "run": _run, "figures": _figures, "publish": _publish}
+def _sweep(argv) -> int:
+    from . import sweeps
+
+    return sweeps.main(argv)
+
+
+COMMANDS = {"phantoms": _phantoms, "run": _run, "sweep": _sweep, "figures": _figures, "publish": _publish}
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: python -m covidgan_utils {phantoms,run,figures,publish} [options]   (add -h after a command for its options)")
+        print("usage: python -m covidgan_utils {phantoms,run,sweep,figures,publish} [options]   (add -h after a command for its options)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])
 
