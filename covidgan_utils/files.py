@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -11,22 +12,60 @@ from pathlib import Path
 from typing import Any
 
 
+class StorageError(OSError):
+    """An artifact could not be written (disk full, read-only or protected folder); says which file and the fix."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+_STORAGE_FIXES = {
+    errno.ENOSPC: "the disk is full. Fix: free disk space (or choose a run_dir on another disk), then rerun",
+    errno.EDQUOT: "the disk quota is used up. Fix: free disk space (or choose a run_dir on another disk), then rerun",
+    errno.EROFS: "the file system is read-only. Fix: choose a writable run_dir",
+    errno.EACCES: "permission denied. Fix: choose a writable run_dir (or make this folder writable)",
+    errno.EPERM: "operation not permitted. Fix: choose a writable run_dir (or make this folder writable)",
+}
+
+
+def storage_error(exc: OSError, path) -> StorageError | None:
+    """A StorageError naming ``path`` and the fix for a disk-full / read-only / permission error; None for others."""
+    fix = _STORAGE_FIXES.get(getattr(exc, "errno", None))
+    if fix is None or isinstance(exc, StorageError):
+        return None
+    from .config import rel
+
+    return StorageError(
+        exc.errno,
+        f"Cannot write {rel(path)}: {fix}. Nothing was replaced: a previous complete file there is left as it was.",
+    )
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    Disk full, read-only or permission errors become a :class:`StorageError` naming the file and the fix.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        better = storage_error(exc, path)
+        if better is None:
+            raise
+        raise better from exc
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
 
 
@@ -89,10 +128,10 @@ class RunLock:
     def __enter__(self) -> RunLock:
         import socket
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname(), "what": self.what}
         for _ in range(2):
             try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 try:
@@ -108,6 +147,11 @@ class RunLock:
                     f"(process {owner.get('pid')} on {owner.get('host')}). Wait for it to finish, or use another run "
                     f"directory. If no such process exists, delete {self.path.name} in that folder."
                 ) from None
+            except OSError as exc:
+                better = storage_error(exc, self.path)
+                if better is None:
+                    raise
+                raise better from exc
             with os.fdopen(fd, "w") as fh:
                 json.dump(me, fh)
             return self

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from . import config
-from .files import RunLock, RunLockError, atomic_path, read_json, write_json
+from .files import RunLock, RunLockError, StorageError, atomic_path, read_json, write_json
 
 STATE = "pipeline.json"
 
@@ -30,11 +30,14 @@ def available_notebooks() -> list[Path]:
     return sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
 
 
+DEFAULT_LAST = 6  # notebooks after 06 (07: sweeps) start other runs, so they run only when named
+
+
 def select(spec: str | None) -> list[Path]:
-    """Notebooks named by a comma list of numbers or names ("01,03"); all when spec is empty."""
+    """Notebooks named by a comma list of numbers or names ("01,03"); 01-06 when spec is empty."""
     books = available_notebooks()
     if not spec:
-        return books
+        return [b for b in books if int(b.name[:2]) <= DEFAULT_LAST]
     chosen = []
     for token in (t.strip() for t in spec.split(",") if t.strip()):
         match = [b for b in books if b.name.startswith(token.zfill(2) + "_") or b.stem == token]
@@ -147,7 +150,7 @@ def run(profile: str = "demo", data_dir=None, run_dir=None, notebooks=None, para
     try:
         with RunLock(cfg.run_dir, what=f"'covidgan run --profile {profile}'"):
             return _run_unlocked(profile, data_dir, run_dir, notebooks, params, resume, overwrite)
-    except RunLockError as exc:
+    except (RunLockError, StorageError) as exc:
         raise PipelineError(str(exc)) from None
 
 

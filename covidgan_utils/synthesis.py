@@ -18,7 +18,7 @@ import numpy as np
 
 from . import CLASSES, provenance
 from .config import rel
-from .files import read_json, write_csv, write_json
+from .files import read_json, storage_error, write_csv, write_json
 
 FRAMEWORKS = ("torch", "tf")
 GAN_FOLDERS = {"torch": "torch_gan", "tf": "tf_gan"}
@@ -185,6 +185,11 @@ def generate(
         if stamped:
             provenance.stamp(tmp, run_dir, Path(NOTEBOOK_04).stem)
         _swap_into_place(tmp, out_dir)
+    except OSError as exc:  # disk full, read-only run_dir: say so, the previous folder is left as it was
+        better = storage_error(exc, out_dir)
+        if better is None:
+            raise
+        raise better from exc
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

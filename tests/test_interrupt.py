@@ -1,0 +1,327 @@
+"""Interruption by kill -9 (subprocesses): training resumes to the same result, the pipeline resumes, nothing half-written.
+
+A worker script trains a tiny cGAN (16 px, width 1/8, 40 images, a checkpoint every epoch: small for testing)
+in a subprocess. It is killed with SIGKILL at a seeded random moment, or kills itself while writing a checkpoint;
+rerunning it must end with the history and weights of an uninterrupted run (bitwise, CPU). The pipeline test
+kills ``python -m covidgan_utils run`` (papermill running notebooks 02 and 03) and resumes it twice.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from covidgan_utils import config, data
+
+ROOT = config.repo_root()
+SEED = 20261126  # the "random" kill moments are drawn from this seed: the test is reproducible
+EPOCHS = 8
+
+WORKER = r'''
+"""Train a tiny cGAN; optionally slow each step down, or SIGKILL itself half-way through writing checkpoint K."""
+import io, os, signal, sys, time
+import numpy as np
+
+fw, out, epochs, mode, arg = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, (40, 16, 16, 1), dtype=np.uint8)
+labels = np.arange(40) % 2
+
+
+def die_half_written(raw: bytes, path) -> None:
+    with open(path, "wb") as fh:
+        fh.write(raw[: len(raw) // 2])
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if fw == "torch":
+    import torch
+    from covidgan_utils import torch_gan as gan
+
+    if mode == "slow":
+        step = gan._train_step
+        gan._train_step = lambda *a, **k: (time.sleep(float(arg)), step(*a, **k))[1]
+    if mode == "kill_in_save":
+        save = torch.save
+
+        def partial_save(obj, f, *a, **k):
+            if isinstance(obj, dict) and obj.get("epoch") == int(arg):
+                buf = io.BytesIO()
+                save(obj, buf)
+                die_half_written(buf.getvalue(), f)
+            return save(obj, f, *a, **k)
+
+        torch.save = partial_save
+    torch.manual_seed(0)
+    g, d = gan.build_generator(16, width=0.125), gan.build_discriminator(16, width=0.125)
+    history = gan.train(g, d, images, labels, epochs=epochs, batch_size=8, out_dir=out, checkpoint_every=1,
+                        progress=True, seed=0)
+    weights = {f"g.{k}": v.numpy() for k, v in g.state_dict().items()}
+    weights.update({f"d.{k}": v.numpy() for k, v in d.state_dict().items()})
+else:
+    from covidgan_utils import tf_gan as gan
+
+    if mode == "slow":
+        make = gan.make_train_step
+
+        def slow_make(*a, **k):
+            step = make(*a, **k)
+            return lambda *x: (time.sleep(float(arg)), step(*x))[1]
+
+        gan.make_train_step = slow_make
+    if mode == "kill_in_save":
+        write_json = gan.write_json
+
+        def partial_json(path, obj):
+            if os.path.basename(str(path)) == "state.json" and obj.get("epoch") == int(arg):
+                import json
+                die_half_written(json.dumps(obj, default=str).encode(), path)
+            return write_json(path, obj)
+
+        gan.write_json = partial_json
+    gan.keras.utils.set_random_seed(0)
+    g, d = gan.build_generator(16, width=0.125), gan.build_discriminator(16, width=0.125)
+    history = gan.train(g, d, images, labels, epochs=epochs, batch_size=8, out_dir=out, checkpoint_every=1,
+                        progress=True, seed=0)
+    weights = {f"g{i}": w for i, w in enumerate(g.get_weights())}
+    weights.update({f"d{i}": w for i, w in enumerate(d.get_weights())})
+np.savez(os.path.join(out, "final_weights.npz"), **weights)
+print("finished", len(history), "epochs")
+'''
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=str(ROOT), COVIDGAN_PROGRESS="0", TF_CPP_MIN_LOG_LEVEL="2", MPLBACKEND="Agg")
+    return env
+
+
+def _worker_cmd(script: Path, fw: str, out: Path, mode: str = "plain", arg: str = "0") -> list[str]:
+    return [sys.executable, "-u", str(script), fw, str(out), str(EPOCHS), mode, arg]
+
+
+def _checkpoints(fw: str, out: Path) -> list[int]:
+    folder = out / "checkpoints"
+    if not folder.is_dir():
+        return []
+    pattern = "ckpt_*.pt" if fw == "torch" else "epoch_*"
+    return sorted(int(p.name.split("_")[1].split(".")[0]) for p in folder.glob(pattern))
+
+
+def _wait_for(condition, proc: subprocess.Popen | None, timeout: float, what: str) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read() if proc.stdout else ""
+            pytest.fail(f"the process ended (rc {proc.returncode}) before {what}:\n{out[-3000:]}")
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _final(out: Path):
+    history = pd.read_csv(out / "history.csv").drop(columns=["seconds"])
+    with np.load(out / "final_weights.npz") as z:
+        weights = {k: z[k] for k in z.files}
+    return history, weights
+
+
+def _assert_same_run(a: Path, b: Path) -> None:
+    (ha, wa), (hb, wb) = _final(a), _final(b)
+    assert len(ha) == EPOCHS
+    pd.testing.assert_frame_equal(ha, hb, check_exact=True)
+    assert sorted(wa) == sorted(wb)
+    for key in wa:
+        np.testing.assert_array_equal(wa[key], wb[key], err_msg=key)
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    path = tmp_path_factory.mktemp("worker") / "train_worker.py"
+    path.write_text(WORKER)
+    return path
+
+
+@pytest.fixture(params=["torch", "tf"])
+def reference(request, worker, tmp_path):
+    """An uninterrupted run of EPOCHS epochs, started in the background so it overlaps the killed runs."""
+    fw = request.param
+    if fw == "tf" and importlib.util.find_spec("tensorflow") is None:
+        pytest.skip("TensorFlow is not installed (tf_gan cannot run)")
+    out = tmp_path / "straight"
+    proc = subprocess.Popen(_worker_cmd(worker, fw, out), env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    yield fw, out, proc
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def _finished(proc: subprocess.Popen) -> None:
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out
+
+
+def test_sigkill_at_random_moment_and_inside_a_checkpoint_write_then_rerun_equals_uninterrupted(
+    reference, worker, tmp_path, capsys
+):
+    """Killed at a seeded random moment, then killed half-way through writing a checkpoint, then run to the end."""
+    fw, straight, straight_proc = reference
+    out = tmp_path / "killed"
+    rng = np.random.default_rng(SEED)
+    # 1. SIGKILL from outside at a random moment; each step sleeps 20 ms (5 steps an epoch) so it lands in training
+    proc = subprocess.Popen(_worker_cmd(worker, fw, out, "slow", "0.02"), env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for(lambda: _checkpoints(fw, out), proc, 240, "the first checkpoint")
+        time.sleep(float(rng.uniform(0.0, 0.4)))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    done = max(_checkpoints(fw, out))
+    assert done < EPOCHS - 2
+
+    # 2. the rerun resumes, then dies half-way through writing checkpoint k (SIGKILL from inside the write)
+    k = done + 2
+    died = subprocess.run(_worker_cmd(worker, fw, out, "kill_in_save", str(k)), env=_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert died.returncode == -signal.SIGKILL, died.stdout + died.stderr
+    assert f"Resuming from {'ckpt_' if fw == 'torch' else 'epoch_'}{done:04d}" in died.stdout
+    folder = out / "checkpoints"
+    assert max(_checkpoints(fw, out)) == k - 1  # the half-written epoch k never got its final name
+    leftovers = [p for p in folder.iterdir() if p.name.startswith(".")]
+    assert leftovers, "the killed write should have left its temporary file behind"
+
+    # 3. worse: give the torn file the final name, as a non-atomic copy would; it must be skipped, never loaded
+    torn = folder / (f"ckpt_{k:04d}.pt" if fw == "torch" else f"epoch_{k:04d}")
+    os.replace(leftovers[0], torn)
+    if fw == "torch":
+        from covidgan_utils import torch_gan as gan
+
+        assert gan.load_checkpoint(out)["epoch"] == k - 1
+        assert f"Skipping unreadable checkpoint {torn.name}" in capsys.readouterr().err
+    else:  # tf moves its "latest" pointer last; without it the newest-looking (torn) folder is tried first
+        (folder / "latest").unlink()
+
+    # 4. run to the end: the same history and weights as the uninterrupted run, bitwise
+    rerun = subprocess.run(_worker_cmd(worker, fw, out), env=_env(), capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"Skipping unreadable checkpoint {torn.name}" in rerun.stderr
+    assert f"Resuming from {'ckpt_' if fw == 'torch' else 'epoch_'}{k - 1:04d}" in rerun.stdout
+    _finished(straight_proc)
+    _assert_same_run(straight, out)
+
+
+# ----------------------------------------------------------------------------------- the pipeline
+
+
+def _run_cmd(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "covidgan_utils", "run", "--profile", "smoke", "--run-dir", str(run_dir),
+            "-p", "epochs", "30", "-p", "checkpoint_every", "1", *extra]
+
+
+def _state(run_dir: Path) -> dict:
+    path = run_dir / "pipeline.json"
+    return json.loads(path.read_text())["notebooks"] if path.exists() else {}
+
+
+def _kill_group(proc: subprocess.Popen) -> str:
+    os.killpg(proc.pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=60)
+    return out
+
+
+def _assert_nothing_half_written(run_dir: Path) -> None:
+    """synthetic/ and transfer/ hold complete results only: no visible temporary folder, manifests match files."""
+    for stage in ("synthetic", "transfer"):
+        folder = run_dir / stage
+        if not folder.exists():
+            continue
+        for fw_dir in (p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if stage == "synthetic":
+                manifest = pd.read_csv(fw_dir / "manifest.csv")
+                pngs = sorted(p.relative_to(run_dir).as_posix() for p in fw_dir.rglob("*.png"))
+                assert sorted(manifest["path"]) == pngs
+
+
+@pytest.mark.slow
+def test_pipeline_killed_twice_resumes_to_the_uninterrupted_result(tmp_path):
+    """kill -9 the pipeline's process group inside notebook 02, then inside notebook 03; --resume finishes the run.
+
+    Notebooks 02 and 03 (run by papermill) resume from their last checkpoint and end with the history.csv of an
+    uninterrupted run; 01 is never rerun once done; a fake Kaggle token in the environment appears nowhere.
+    """
+    fake_key = "kgl-FAKE-0123456789abcdef"
+    env = {**_env(), "KAGGLE_KEY": fake_key, "KAGGLE_USERNAME": "nobody-test"}
+    ref_dir, run_dir = tmp_path / "straight", tmp_path / "killed"
+    # the uninterrupted reference runs beside the killed one (notebook 01's split made in-process, same settings)
+    data.prepare(config.resolve(profile="smoke", run_dir=str(ref_dir)), progress=False)
+    ref = subprocess.Popen(_run_cmd(ref_dir, "--notebooks", "02,03"), env=_env(), cwd=ROOT, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    books = ("--notebooks", "01,02,03,04")
+    try:
+        first = subprocess.Popen(_run_cmd(run_dir, *books), env=env, cwd=ROOT, text=True, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_for(lambda: _checkpoints("torch", run_dir / "torch_gan"), first, 300, "notebook 02's first checkpoint")
+        out1 = _kill_group(first)
+        assert "01_data_exploration ... done" in out1 and "02_pytorch_cgan" in out1
+        assert max(_checkpoints("torch", run_dir / "torch_gan")) < 30
+        state = _state(run_dir)
+        assert state["01_data_exploration"]["status"] == "done" and "02_pytorch_cgan" not in state
+        assert not (run_dir / "executed" / "02_pytorch_cgan.ipynb").exists()
+        _assert_nothing_half_written(run_dir)
+
+        second = subprocess.Popen(_run_cmd(run_dir, *books, "--resume"), env=env, cwd=ROOT, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_for(lambda: _checkpoints("tf", run_dir / "tf_gan"), second, 400, "notebook 03's first checkpoint")
+        out2 = _kill_group(second)
+        assert "01_data_exploration: already done, skipped (resume)" in out2
+        assert "02_pytorch_cgan ... done" in out2
+        assert max(_checkpoints("tf", run_dir / "tf_gan")) < 30
+        state = _state(run_dir)
+        assert state["02_pytorch_cgan"]["status"] == "done" and "03_tensorflow_cgan" not in state
+        _assert_nothing_half_written(run_dir)
+
+        third = subprocess.run(_run_cmd(run_dir, *books, "--resume"), env=env, cwd=ROOT, text=True,
+                               capture_output=True, timeout=600)
+        assert third.returncode == 0, third.stdout + third.stderr
+        for name in ("01_data_exploration", "02_pytorch_cgan"):
+            assert f"{name}: already done, skipped (resume)" in third.stdout
+        assert "03_tensorflow_cgan ... done" in third.stdout and "04_synthetic_data ... done" in third.stdout
+        assert "Resuming from epoch_" in (run_dir / "executed" / "03_tensorflow_cgan.ipynb").read_text()
+        assert {v["status"] for v in _state(run_dir).values()} == {"done"}
+        _assert_nothing_half_written(run_dir)
+        assert (run_dir / "synthetic" / "torch" / "manifest.csv").exists()
+        ref_out, _ = ref.communicate(timeout=600)
+    finally:
+        for proc in (ref,):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert ref.returncode == 0, ref_out
+    for gan_dir in ("torch_gan", "tf_gan"):
+        a = pd.read_csv(ref_dir / gan_dir / "history.csv").drop(columns=["seconds"])
+        b = pd.read_csv(run_dir / gan_dir / "history.csv").drop(columns=["seconds"])
+        assert len(a) == 30
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    # no credential anywhere in what the run wrote (executed notebooks included)
+    for path in run_dir.rglob("*"):
+        if path.is_file():
+            assert fake_key.encode() not in path.read_bytes(), path
+    shutil.rmtree(ref_dir, ignore_errors=True)
