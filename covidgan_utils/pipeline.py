@@ -116,6 +116,7 @@ def _run_unlocked(
                 pm.execute_notebook(
                     str(book), str(partial), parameters=inject, kernel_name="python3",
                     cwd=str(notebooks_dir()), progress_bar=False,
+                    extra_arguments=["--log-level=ERROR"],  # the kernel's start-up notices are not results
                 )
             except pm.PapermillExecutionError as exc:
                 seconds = time.perf_counter() - start

@@ -80,3 +80,11 @@ def test_smoke_sweep_runs_each_point_collects_and_plots(tmp_path, monkeypatch):
     assert again[["point", "condition", "accuracy"]].equals(table[["point", "condition", "accuracy"]])
     with pytest.raises(sweeps.SweepError, match="other settings"):
         sweeps.run("tiny", {"train_fraction": [0.25]}, profile="smoke", root=tmp_path, notebooks="01,05")
+
+
+def test_the_default_pipeline_leaves_the_sweep_notebook_out():
+    from covidgan_utils import pipeline
+
+    default = [b.name[:2] for b in pipeline.select(None)]
+    assert default == ["01", "02", "03", "04", "05", "06"]
+    assert [b.name[:2] for b in pipeline.select("07")] == ["07"]
