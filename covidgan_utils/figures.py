@@ -28,8 +28,46 @@ CATALOGUE = {
     "torch_real_vs_generated": ("real COVID, generated COVID, real normal, generated normal (PyTorch)", "Figure 7"),
     "torch_samples_over_training": ("fixed-noise PyTorch samples at several epochs", "-"),
     "tf_samples_over_training": ("fixed-noise TensorFlow samples at several epochs", "-"),
-    "transfer_accuracy": ("VGG16 validation accuracy per condition: mean, 95% interval, each seed", "Section 4 results"),
+    "transfer_accuracy": (
+        "VGG16 validation accuracy per condition: mean, 95% interval, each seed",
+        "Section 4 results",
+    ),
+    "gan_options": ("plain cGAN vs DiffAugment vs ACGAN: KID, TSTR and real + GAN accuracy (notebook 07)", "-"),
+    "accuracy_vs_n": (
+        "accuracy against the number of real training images, with and without GAN data (notebook 07)",
+        "further study",
+    ),
 }
+
+
+def _studies(run_dir: Path):
+    path = run_dir / "studies" / "summary.json"
+    return read_json(path) if path.exists() else None
+
+
+def gan_options(run_dir: Path):
+    """Notebook 07's comparison of GAN options, from RUN/studies/summary.json."""
+    import pandas as pd
+
+    from .sweeps import plot_options
+
+    studies = _studies(run_dir)
+    if not studies or not studies.get("comparison"):
+        return None
+    return plot_options(pd.DataFrame(studies["comparison"]), studies.get("majority"))
+
+
+def accuracy_vs_n(run_dir: Path):
+    """Notebook 07's training-set-size sweep, from RUN/studies/summary.json."""
+    import pandas as pd
+
+    from .sweeps import plot_accuracy_vs_n
+
+    studies = _studies(run_dir)
+    if not studies or not studies.get("sweep", {}).get("accuracy"):
+        return None
+    title = f"accuracy against real training images ({studies.get('profile')} profile)"
+    return plot_accuracy_vs_n(pd.DataFrame(studies["sweep"]["accuracy"]), title=title, majority=studies.get("majority"))
 
 
 def _history(run_dir: Path, fw: str):
@@ -161,7 +199,11 @@ def transfer_accuracy(run_dir: Path):
         ax.errorbar(i, c["accuracy"], yerr=[[c["accuracy"] - low], [high - c["accuracy"]]], color="k", capsize=4)
         seeds = [s["accuracy"] for s in c.get("per_seed", [])]
         ax.scatter(np.full(len(seeds), i) + np.linspace(-0.15, 0.15, len(seeds)), seeds, color="k", s=12, zorder=3)
-    for value, label, style in [(0.958, "report: real 0.958", ":"), (0.974, "report: +PyTorch GAN 0.974", "--"), (0.98, "report: +TF GAN 0.98", "-.")]:
+    for value, label, style in [
+        (0.958, "report: real 0.958", ":"),
+        (0.974, "report: +PyTorch GAN 0.974", "--"),
+        (0.98, "report: +TF GAN 0.98", "-."),
+    ]:
         ax.axhline(value, ls=style, lw=1, color="gray", label=label)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xticks(range(len(names)), names, rotation=20)
@@ -205,6 +247,8 @@ def make_all(run_dir, out_dir=None) -> dict:
         "torch_samples_over_training": lambda: samples_over_training(run_dir, "torch"),
         "tf_samples_over_training": lambda: samples_over_training(run_dir, "tf"),
         "transfer_accuracy": lambda: transfer_accuracy(run_dir),
+        "gan_options": lambda: gan_options(run_dir),
+        "accuracy_vs_n": lambda: accuracy_vs_n(run_dir),
     }
     done = {}
     for name, make in makers.items():

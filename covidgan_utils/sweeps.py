@@ -205,7 +205,7 @@ def _n_real(c: dict, condition: str, results: dict) -> int | None:
     return real.get("n_train")
 
 
-def plot_accuracy_vs_n(table, conditions=CONDITIONS, title: str | None = None, ax=None):
+def plot_accuracy_vs_n(table, conditions=CONDITIONS, title: str | None = None, ax=None, majority: float | None = None):
     """Accuracy (95% Wilson interval) against the number of real training images, one line per condition."""
     import matplotlib.pyplot as plt
     import numpy as np
@@ -233,12 +233,53 @@ def plot_accuracy_vs_n(table, conditions=CONDITIONS, title: str | None = None, a
     ticks = sorted(set(table["n_train_real"].dropna().astype(int)))
     ax.set_xticks(ticks, [str(t) for t in ticks])
     ax.minorticks_off()
+    if majority is not None:
+        ax.axhline(majority, ls=":", c="gray", lw=1, label=f"majority rate ({majority:.3f})")
     ax.set(
         xlabel="real training images",
         ylabel="validation accuracy (95% CI)",
         title=title or "accuracy against training-set size",
     )
     ax.legend(fontsize=8)
+    return fig
+
+
+def plot_options(table, majority: float | None = None):
+    """Three panels for :func:`comparison_table`: KID, TSTR against the majority rate, accuracy of real + GAN (95% CI)."""
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    labels = [f"{o}\n{g}" for o, g in zip(table["option"], table["GAN"])]
+    colors = ["C0" if g == "torch" else "C1" for g in table["GAN"]]
+    x = np.arange(len(table))
+    axes[0].bar(x, table["KID"].astype(float), color=colors)
+    axes[0].set(title="KID to real training images (lower is better)", ylabel="KID (domain features)")
+    axes[1].bar(x, table["TSTR"].astype(float), color=colors)
+    if majority is not None:
+        axes[1].axhline(majority, ls="--", c="gray", lw=1, label=f"majority rate ({majority:.3f})")
+        axes[1].legend(fontsize=8, loc="lower right")
+    axes[1].set(title="train on synthetic, test on real", ylabel="accuracy", ylim=(0, 1))
+    acc = table["accuracy real+GAN"].astype(float).to_numpy()
+    ci = np.array([[float(v) for v in str(s).strip("[]").split(",")] for s in table["95% CI"]])
+    axes[2].errorbar(x, acc, yerr=[acc - ci[:, 0], ci[:, 1] - acc], fmt="o", capsize=3, c="k")
+    for k, option in enumerate(dict.fromkeys(table["option"])):  # each run's real-only accuracy
+        rows = np.flatnonzero(table["option"].to_numpy() == option)
+        real = float(table["accuracy real"].iloc[rows[0]])
+        axes[2].hlines(
+            real,
+            rows.min() - 0.4,
+            rows.max() + 0.4,
+            colors="gray",
+            linestyles="--",
+            lw=1,
+            label="real only" if k == 0 else None,
+        )
+    axes[2].set(title="VGG16 on real + GAN images (95% CI)", ylabel="validation accuracy")
+    axes[2].legend(fontsize=8, loc="lower right")
+    for ax in axes:
+        ax.set_xticks(x, labels, fontsize=8)
+    fig.suptitle("GAN options compared (blue: PyTorch cGAN, orange: TensorFlow cGAN)")
     return fig
 
 

@@ -88,3 +88,44 @@ def test_the_default_pipeline_leaves_the_sweep_notebook_out():
     default = [b.name[:2] for b in pipeline.select(None)]
     assert default == ["01", "02", "03", "04", "05", "06"]
     assert [b.name[:2] for b in pipeline.select("07")] == ["07"]
+
+
+def test_figures_command_redraws_the_study_figures_from_the_summary(tmp_path):
+    """RUN/studies/summary.json (notebook 07) is enough to redraw both study figures; the rest is skipped with a reason."""
+    from covidgan_utils import figures
+    from covidgan_utils.files import write_json
+
+    run = tmp_path / "run"
+    comparison = [
+        {
+            "option": opt,
+            "GAN": fw,
+            "KID": kid,
+            "TSTR": tstr,
+            "accuracy real": 0.71,
+            "accuracy real+GAN": acc,
+            "95% CI": f"[{acc - 0.06:.3f}, {acc + 0.06:.3f}]",
+        }
+        for opt, fw, kid, tstr, acc in [("plain cGAN", "torch", 2.6, 0.69, 0.75), ("ACGAN", "tf", 1.2, 0.70, 0.76)]
+    ]
+    sweep = [
+        {
+            "point": f"train_fraction-{f}",
+            "condition": c,
+            "n_train_real": n,
+            "accuracy": a,
+            "ci_low": a - 0.06,
+            "ci_high": a + 0.06,
+        }
+        for f, n in ((0.5, 466), (1.0, 932))
+        for c, a in (("real", 0.70), ("real+tf", 0.74))
+    ]
+    write_json(
+        run / "studies" / "summary.json",
+        {"profile": "demo", "majority": 0.625, "comparison": comparison, "sweep": {"accuracy": sweep}},
+    )
+    done = figures.make_all(run, out_dir=tmp_path / "out")
+    assert (tmp_path / "out" / "gan_options.png").stat().st_size > 10_000
+    assert (tmp_path / "out" / "accuracy_vs_n.png").stat().st_size > 10_000
+    assert done["torch_gan_losses"].startswith("skipped")
+    assert set(done) == set(figures.CATALOGUE)
