@@ -74,10 +74,24 @@ def fingerprint(cfg) -> dict:
     }
 
 
-def stamp(out_dir, cfg, made_by: str) -> Path:
-    """Write out_dir/provenance.json (atomically): which notebook made this folder, from which split."""
+def stamp(out_dir, cfg, made_by: str, *, replace: bool = False) -> Path:
+    """Write out_dir/provenance.json (atomically): which notebook made this folder, from which split.
+
+    Call it before the work that fills out_dir (e.g. before training): a folder stamped from another split
+    raises :class:`StaleInputError` instead of being resumed or relabelled, unless ``replace=True``.
+    """
     path = Path(out_dir) / FILE
-    return write_json(path, {"made_by": made_by, "fingerprint": fingerprint(cfg)})
+    current = fingerprint(cfg)
+    old = read(out_dir)
+    diffs = differences(old.get("fingerprint", {}), current) if old and not replace else []
+    if diffs:
+        notebook = _notebook(made_by)
+        raise StaleInputError(
+            f"{rel(out_dir)} already holds outputs of {_notebook(old.get('made_by', made_by))} made from other inputs:\n  - "
+            + "\n  - ".join(diffs)
+            + f"\nFix: delete {rel(out_dir)} (or choose another run_dir), then rerun {notebook}."
+        )
+    return write_json(path, {"made_by": made_by, "fingerprint": current})
 
 
 def read(out_dir) -> dict | None:

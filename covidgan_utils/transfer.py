@@ -587,5 +587,5 @@ def run_experiment(cfg, conditions=CONDITIONS, progress: bool = True, device=Non
         from . import provenance
 
         evaluation.write_results(cfg.run_dir, results, predictions)
-        provenance.stamp(cfg.path("transfer"), cfg, "05_vgg16_transfer_learning")
+        provenance.stamp(cfg.path("transfer"), cfg, "05_vgg16_transfer_learning", replace=True)
     return results

@@ -183,6 +183,11 @@ def test_stamp_and_check_name_the_notebook_to_rerun(prepared, tmp_path, capsys):
         provenance.check(out, cfg, "02_pytorch_cgan")
     text = str(err.value)
     assert "split (train/val images)" in text and "rerun notebooks/02_pytorch_cgan.ipynb" in text
+    # notebook 02 stamps OUT before training: checkpoints from the old split are refused, not resumed
+    with pytest.raises(provenance.StaleInputError, match=r"Fix: delete torch_gan \(or choose another run_dir\)"):
+        provenance.stamp(out, cfg, "02_pytorch_cgan")
+    provenance.stamp(out, cfg, "02_pytorch_cgan", replace=True)
+    assert provenance.check(out, cfg, "02_pytorch_cgan")["fingerprint"] == provenance.fingerprint(cfg)
 
 
 def test_require_prepared_refuses_another_profiles_split(prepared):
