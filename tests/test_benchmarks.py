@@ -1,0 +1,89 @@
+"""Fast checks of the benchmark scripts (small for testing): the harness's JSON rows, the profiler, the GPU dry run."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+CONTRACT = {"name", "value", "unit", "baseline", "ratio", "target"}
+
+
+def test_run_writes_contract_rows(tmp_path, capsys):
+    import run
+
+    out = tmp_path / "bench.json"
+    assert run.main(["--quick", "--only", "gemm_peak", "--out", str(out)]) == 0
+    rows = json.loads(out.read_text())
+    assert len(rows) == 1 and CONTRACT <= set(rows[0])
+    assert rows[0]["name"] == "gemm_peak" and rows[0]["unit"] == "GFLOP/s" and rows[0]["value"] > 0
+    assert "gemm_peak" in capsys.readouterr().out
+
+
+def test_run_reports_a_broken_benchmark(tmp_path):
+    import run
+
+    out = tmp_path / "bench.json"
+    assert run.main(["--only", "no_such_benchmark", "--out", str(out)]) == 1
+    (row,) = json.loads(out.read_text())
+    assert CONTRACT <= set(row) and row["value"] is None and "no_such_benchmark" in row["error"]
+
+
+def test_profile_step_variants_tiny():
+    torch = pytest.importorskip("torch")
+    import profile_torch_step as prof
+
+    before = torch.get_num_threads()
+    out = prof.run(batch=4, repeats=1, size=16, width=0.125, variants=["adam_fused", "channels_last", "malloc_keep"])
+    assert torch.get_num_threads() == before  # the thread variants put the count back
+    names = [r["variant"] for r in out["variants"]]
+    assert names == ["plain", "adam_fused", "channels_last", "malloc_keep"]
+    for r in out["variants"]:
+        assert r["step_s_median"] > 0 and len(r["first_step_losses"]) == 4
+    # the same weights, data and random stream: fp32 variants give the plain step's losses up to rounding
+    assert all(r["max_loss_diff_vs_plain"] < 1e-3 for r in out["variants"][1:])
+    shares = out["profile"]["group_shares"]
+    assert abs(sum(shares.values()) - 1) < 0.01 and "convolution backward" in shares
+    # 16 px: one hidden and one output transposed convolution in G, four convolutions in D
+    assert [r["type"] for r in out["layers"]] == ["ConvTranspose2d"] * 2 + ["Conv2d"] * 4
+    assert all(r["forward_s"] > 0 and r["backward_s"] > 0 for r in out["layers"])
+
+
+def test_gpu_switches_without_gpu_measures_nothing():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the no-GPU message does not apply")
+    proc = subprocess.run([sys.executable, str(BENCH / "gpu_switches.py")], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and "no GPU: nothing measured" in proc.stdout
+
+
+@pytest.mark.slow  # two child processes, seven tiny trainings: ~50 s of CPU time
+def test_gpu_switches_cpu_dry_run(tmp_path):
+    """Every switch trains 2 steps at 32 px through the project's loops, with finite losses."""
+    pytest.importorskip("torch")
+    pytest.importorskip("tensorflow")
+    import gpu_switches
+
+    out = tmp_path / "gpu.json"
+    # every PyTorch switch; TensorFlow's mixed precision (XLA is tf_gan.train(jit_compile=True), tested in test_tf_gan)
+    switches = ",".join([*gpu_switches.TORCH_SWITCHES, "mixed_bf16"])
+    cmd = [sys.executable, str(BENCH / "gpu_switches.py"), "--cpu-dry-run", "--switches", switches, "--out", str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["dry_run"] is True
+    for fw, names in (("torch", set(gpu_switches.TORCH_SWITCHES)), ("tf", {"plain", "mixed_bf16"})):
+        res = report["frameworks"][fw]["switches"]
+        assert set(res) == names
+        for r in res.values():
+            assert r["finite"] and len(r["epoch_s"]) == 1 and r["paper_1000_epochs_s"] > 0
+    assert report["frameworks"]["tf"]["switches"]["mixed_bf16"]["compute_dtype"] == "bfloat16"
+    assert report["frameworks"]["tf"]["switches"]["plain"]["compute_dtype"] == "float32"
+    assert "paper_two_trainings" in report
