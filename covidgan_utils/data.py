@@ -325,7 +325,8 @@ def require_prepared(cfg: Config) -> dict:
     made, wanted = info.get("settings", {}), _split_settings(cfg)
     # split_seed and skip_unreadable are notebook 01's own parameters: compared only when cfg sets them
     keys = ["profile", "train_per_class", "val_per_class"] + [k for k in ("split_seed", "skip_unreadable") if k in cfg.settings]
-    diffs = [f"{k}: prepared with {made.get(k)!r}, asked for {wanted[k]!r}" for k in keys if made.get(k) != wanted[k]]
+    # a key info.json does not record (a hand-made or older run directory) is not compared
+    diffs = [f"{k}: prepared with {made[k]!r}, asked for {wanted[k]!r}" for k in keys if k in made and made[k] != wanted[k]]
     if diffs:
         raise DataError(
             f"Run directory {rel(cfg.run_dir)} holds a split prepared with other settings:\n  - "

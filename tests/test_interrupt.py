@@ -344,7 +344,10 @@ def test_pipeline_killed_twice_resumes_to_the_uninterrupted_result(tmp_path):
     uninterrupted run; 01 is never rerun once done; a fake Kaggle token in the environment appears nowhere.
     """
     fake_key = "kgl-FAKE-0123456789abcdef"
-    env = {**_env(), "KAGGLE_KEY": fake_key, "KAGGLE_USERNAME": "nobody-test"}
+    kaggle_dir = tmp_path / "kaggle-config"  # ~/.kaggle/kaggle.json moved by KAGGLE_CONFIG_DIR, with a fake token
+    kaggle_dir.mkdir()
+    (kaggle_dir / "kaggle.json").write_text(json.dumps({"username": "nobody-test", "key": fake_key + "-file"}))
+    env = {**_env(), "KAGGLE_KEY": fake_key, "KAGGLE_USERNAME": "nobody-test", "KAGGLE_CONFIG_DIR": str(kaggle_dir)}
     ref_dir, run_dir = tmp_path / "straight", tmp_path / "killed"
     # the uninterrupted reference runs beside the killed one (notebook 01's split made in-process, same settings)
     data.prepare(config.resolve(profile="smoke", run_dir=str(ref_dir)), progress=False)
