@@ -69,6 +69,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def remove_leftovers(folder: str | os.PathLike) -> list[str]:
+    """Delete what a killed writer left in ``folder``: hidden temporaries (.*.tmp, .tmp-*, .old-*); returns their names.
+
+    Only for a folder no live process is writing to (a locked run directory, or a training about to start).
+    """
+    import shutil
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for p in sorted(folder.iterdir()):
+        name = p.name
+        if name.startswith(".") and (name.endswith(".tmp") or name.startswith((".tmp-", ".old-")) or ".old-" in name):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed.append(name)
+    return removed
+
+
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write text atomically."""
     with atomic_path(path) as tmp:

@@ -317,6 +317,18 @@ def test_disk_full_while_writing_synthetic_images_keeps_the_previous_folder(tmp_
     assert [p.name for p in out.parent.iterdir()] == ["tf"]  # no temporary folder left behind
 
 
+def test_leftovers_of_a_killed_writer_are_recognised_and_removed(tmp_path):
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    keep = ["ckpt_0001.pt", "epoch_0002", "latest", ".lock"]
+    gone = [".ckpt_0002.pt.k3j2.tmp", ".tmp-epoch_0003-4242", ".old-epoch_0001-4242", ".torch.old-99"]
+    for name in keep + gone:
+        (folder / name).mkdir() if name.startswith(("epoch_", ".tmp-", ".old-")) else (folder / name).write_text("x")
+    assert files.remove_leftovers(folder) == sorted(gone)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(keep)
+    assert files.remove_leftovers(tmp_path / "absent") == []
+
+
 # ------------------------------------------------------------------------------------------- security
 
 
