@@ -569,6 +569,8 @@ def train(
 
     history: list[dict] = []
     start = 0
+    for name in files.remove_leftovers(out_dir / "checkpoints"):  # half-written files of a killed run
+        print(f"Removed the unfinished checkpoint file {name} of an interrupted run.", file=sys.stderr)
     if not resume and checkpoint_dirs(out_dir):
         raise FileExistsError(
             f"{rel(out_dir)} already holds checkpoints; pass resume=True to continue, or choose a new out_dir."

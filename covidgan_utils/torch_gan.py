@@ -527,6 +527,8 @@ def train(
 
     history: list[dict] = []
     start = 0
+    for name in files.remove_leftovers(out_dir / "checkpoints"):  # half-written files of a killed run
+        print(f"Removed the unfinished checkpoint file {name} of an interrupted run.", file=sys.stderr)
     ckpt = load_checkpoint(out_dir) if resume else None
     if not resume and checkpoint_files(out_dir):
         raise FileExistsError(
