@@ -488,6 +488,7 @@ def train(
     samples_per_class: int = 32,
     keep_last: int = 2,
     diffaugment=None,
+    channels_last: bool = False,
 ) -> pd.DataFrame:
     """Train the cGAN with BCE and Adam; resumable from out_dir/checkpoints; returns the per-epoch history.
 
@@ -495,6 +496,7 @@ def train(
     and the losses stay on the device until the end of each epoch (one host sync per epoch).
     ``diffaugment`` (None: off; e.g. "color,translation,cutout") augments every image the discriminator
     sees; an ACGAN discriminator (``build_discriminator(variant="acgan")``) adds the class losses.
+    ``channels_last`` keeps models and images in NHWC memory order (faster convolutions; docs/performance.md).
     """
     from .progress import tqdm
 
@@ -522,6 +524,9 @@ def train(
     columns = _columns(discriminator)
     generator.to(device).train()
     discriminator.to(device).train()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    generator.to(memory_format=fmt)
+    discriminator.to(memory_format=fmt)
     g_opt = torch.optim.Adam(generator.parameters(), lr=lr, betas=tuple(betas))
     d_opt = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=tuple(betas))
 
@@ -566,7 +571,7 @@ def train(
         np.random.seed(seed)
         random.seed(seed)
 
-    x_all = to_tensor(images, channels, device)
+    x_all = to_tensor(images, channels, device).contiguous(memory_format=fmt)
     y_all = torch.from_numpy(labels_np).to(device)
     n = len(x_all)
     latent_dim = generator.build_kwargs["latent_dim"]
