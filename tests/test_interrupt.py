@@ -227,6 +227,7 @@ def test_sigkill_at_random_moment_and_inside_a_checkpoint_write_then_rerun_equal
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"Skipping unreadable checkpoint {torn.name}" in rerun.stderr
     assert f"Resuming from {'ckpt_' if fw == 'torch' else 'epoch_'}{k - 1:04d}" in rerun.stdout
+    assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # the killed writes' temporaries are gone
     _finished(straight_proc)
     _assert_same_run(straight, out)
 
