@@ -4,8 +4,8 @@ On a CUDA machine, for the paper-profile models (128 px, width 1, batch 64 for P
 on phantom images, each switch trains a few epochs through the project's own loops (``torch_gan.train``,
 ``tf_gan.train``) from the same seed, and is compared with the plain GPU path:
 
-- PyTorch: bf16 autocast (``amp=True``), ``channels_last=True``, ``torch.compile`` (``compile=True``), and
-  all three together;
+- PyTorch: bf16 autocast (``amp=True``), ``channels_last=True``, ``torch.compile`` (``compile=True``),
+  ``fused_adam=True``, and all four together;
 - TensorFlow: XLA (``jit_compile=True``), mixed precision (models built under Keras' ``mixed_bfloat16``
   policy: bf16 compute, float32 variables, the logit and the image already float32), and both.
 
@@ -47,7 +47,8 @@ TORCH_SWITCHES = {
     "bf16_autocast": {"amp": True},
     "channels_last": {"channels_last": True},
     "compile": {"compile": True},
-    "bf16+channels_last+compile": {"amp": True, "channels_last": True, "compile": True},
+    "fused_adam": {"fused_adam": True},
+    "all_four": {"amp": True, "channels_last": True, "compile": True, "fused_adam": True},
 }
 TF_SWITCHES = {
     "plain": {"jit_compile": False},
@@ -99,7 +100,7 @@ def run_torch(size, width, batch, n, epochs, device, switches: dict, noise_run: 
         torch.manual_seed(seed)
         g = torch_gan.build_generator(size, width=width)
         d = torch_gan.build_discriminator(size, width=width)
-        kwargs = {k: v for k, v in opts.items() if k in ("amp", "compile", "channels_last")}
+        kwargs = {k: v for k, v in opts.items() if k in ("amp", "compile", "channels_last", "fused_adam")}
         with tempfile.TemporaryDirectory() as tmp:
             history = torch_gan.train(
                 g,

@@ -489,6 +489,7 @@ def train(
     keep_last: int = 2,
     diffaugment=None,
     channels_last: bool = False,
+    fused_adam: bool | None = None,
 ) -> pd.DataFrame:
     """Train the cGAN with BCE and Adam; resumable from out_dir/checkpoints; returns the per-epoch history.
 
@@ -496,7 +497,8 @@ def train(
     and the losses stay on the device until the end of each epoch (one host sync per epoch).
     ``diffaugment`` (None: off; e.g. "color,translation,cutout") augments every image the discriminator
     sees; an ACGAN discriminator (``build_discriminator(variant="acgan")``) adds the class losses.
-    ``channels_last`` keeps models and images in NHWC memory order (faster convolutions; docs/performance.md).
+    ``channels_last`` keeps models and images in NHWC memory order (faster convolutions; docs/performance.md);
+    ``fused_adam=True`` updates all parameters in one fused kernel (torch's default, None, loops over them).
     """
     from .progress import tqdm
 
@@ -527,8 +529,8 @@ def train(
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     generator.to(memory_format=fmt)
     discriminator.to(memory_format=fmt)
-    g_opt = torch.optim.Adam(generator.parameters(), lr=lr, betas=tuple(betas))
-    d_opt = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=tuple(betas))
+    g_opt = torch.optim.Adam(generator.parameters(), lr=lr, betas=tuple(betas), fused=fused_adam)
+    d_opt = torch.optim.Adam(discriminator.parameters(), lr=lr, betas=tuple(betas), fused=fused_adam)
 
     history: list[dict] = []
     start = 0

@@ -220,22 +220,25 @@ def test_flop_count_and_step_timer():
     assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())  # it trains copies
 
 
-def test_channels_last_switch_trains_and_resumes(tmp_path):
-    """channels_last: finite losses, NHWC weights, the same numbers as the default up to rounding; resume is bitwise."""
+@pytest.mark.parametrize("switch", [{"channels_last": True}, {"fused_adam": True}])
+def test_cpu_speed_switch_trains_and_resumes(tmp_path, switch):
+    """channels_last / fused_adam: finite losses, the default's numbers up to rounding; resume stays bitwise."""
     images, labels = _data(n=21)
     kwargs = dict(batch_size=8, checkpoint_every=1, progress=False, samples_per_class=2, device="cpu")
     g0, d0 = _models()
     h0 = gan.train(g0, d0, images, labels, epochs=2, out_dir=tmp_path / "default", **kwargs)
+    kwargs.update(switch)
     g1, d1 = _models()
-    h1 = gan.train(g1, d1, images, labels, epochs=2, out_dir=tmp_path / "straight", channels_last=True, **kwargs)
+    h1 = gan.train(g1, d1, images, labels, epochs=2, out_dir=tmp_path / "straight", **kwargs)
     cols = ["d_loss", "g_loss", "d_real", "d_fake"]
     assert np.isfinite(h1[cols].to_numpy()).all()
-    assert g1.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    nhwc = g1.body[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert nhwc == bool(switch.get("channels_last"))
     assert np.allclose(h0[cols].to_numpy(), h1[cols].to_numpy(), atol=1e-4)  # the same arithmetic, other order
     g2, d2 = _models()
-    gan.train(g2, d2, images, labels, epochs=1, out_dir=tmp_path / "resumed", channels_last=True, **kwargs)
+    gan.train(g2, d2, images, labels, epochs=1, out_dir=tmp_path / "resumed", **kwargs)
     g3, d3 = _models(seed=123)
-    h3 = gan.train(g3, d3, images, labels, epochs=2, out_dir=tmp_path / "resumed", channels_last=True, **kwargs)
+    h3 = gan.train(g3, d3, images, labels, epochs=2, out_dir=tmp_path / "resumed", **kwargs)
     assert np.array_equal(h1[cols].to_numpy(), h3[cols].to_numpy())
     for a, b in ((g1, g3), (d1, d3)):
         assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
