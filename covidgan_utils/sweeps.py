@@ -50,6 +50,8 @@ def point_name(point: dict[str, Any]) -> str:
     """A folder name for a point: "train_fraction-0.25_seed-1" (safe characters only)."""
     parts = []
     for key, value in point.items():
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 1.0 and 1 name the same point
         text = re.sub(r"[^A-Za-z0-9.+-]+", "+", str(value)).strip("+") or "none"
         parts.append(f"{key}-{text}")
     return "_".join(parts)
@@ -198,9 +200,7 @@ def _point_of(run_dir: Path, spec: dict) -> dict:
 
 
 def _n_real(c: dict, condition: str, results: dict) -> int | None:
-    """Real training images behind a condition: the real condition's n_train (synthetic-only: 0)."""
-    if condition.startswith("synthetic-only"):
-        return 0
+    """Real training images of the point (for synthetic-only conditions: the images its GAN learned from)."""
     real = results["conditions"].get("real", {})
     return real.get("n_train")
 
@@ -249,17 +249,17 @@ def plot_options(table, majority: float | None = None):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), layout="constrained")
     labels = [f"{o}\n{g}" for o, g in zip(table["option"], table["GAN"])]
     colors = ["C0" if g == "torch" else "C1" for g in table["GAN"]]
     x = np.arange(len(table))
     axes[0].bar(x, table["KID"].astype(float), color=colors)
-    axes[0].set(title="KID to real training images (lower is better)", ylabel="KID (domain features)")
+    axes[0].set(title="KID to real images (lower is better)", ylabel="KID (domain features)")
     axes[1].bar(x, table["TSTR"].astype(float), color=colors)
     if majority is not None:
         axes[1].axhline(majority, ls="--", c="gray", lw=1, label=f"majority rate ({majority:.3f})")
         axes[1].legend(fontsize=8, loc="lower right")
-    axes[1].set(title="train on synthetic, test on real", ylabel="accuracy", ylim=(0, 1))
+    axes[1].set(title="TSTR: train on synthetic, test on real", ylabel="accuracy", ylim=(0, 1))
     acc = table["accuracy real+GAN"].astype(float).to_numpy()
     ci = np.array([[float(v) for v in str(s).strip("[]").split(",")] for s in table["95% CI"]])
     axes[2].errorbar(x, acc, yerr=[acc - ci[:, 0], ci[:, 1] - acc], fmt="o", capsize=3, c="k")
@@ -275,10 +275,10 @@ def plot_options(table, majority: float | None = None):
             lw=1,
             label="real only" if k == 0 else None,
         )
-    axes[2].set(title="VGG16 on real + GAN images (95% CI)", ylabel="validation accuracy")
+    axes[2].set(title="VGG16 on real + GAN images", ylabel="validation accuracy (95% CI)")
     axes[2].legend(fontsize=8, loc="lower right")
     for ax in axes:
-        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_xticks(x, labels, fontsize=8, rotation=35, ha="right", rotation_mode="anchor")
     fig.suptitle("GAN options compared (blue: PyTorch cGAN, orange: TensorFlow cGAN)")
     return fig
 

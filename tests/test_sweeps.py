@@ -54,7 +54,7 @@ def test_smoke_sweep_runs_each_point_collects_and_plots(tmp_path, monkeypatch):
     grid = {"train_fraction": [0.5, 1.0]}
     table = sweeps.run("tiny", grid, profile="smoke", root=tmp_path, notebooks="01,05")
     folder = tmp_path / "tiny"
-    assert sorted(set(table["point"])) == ["train_fraction-0.5", "train_fraction-1.0"]
+    assert sorted(set(table["point"])) == ["train_fraction-0.5", "train_fraction-1"]
     smoke = config.PROFILES["smoke"]
     n_full = sum(smoke["train_per_class"].values())
     n_half = sum(max(2, round(0.5 * n)) for n in smoke["train_per_class"].values())
@@ -63,13 +63,13 @@ def test_smoke_sweep_runs_each_point_collects_and_plots(tmp_path, monkeypatch):
     assert set(table["condition"]) >= {"real", "real+copies"}
     assert table["accuracy"].between(0, 1).all() and (table["ci_low"] <= table["accuracy"]).all()
     # every point kept its settings and its own split; the validation set is the same for both
-    for point in ("train_fraction-0.5", "train_fraction-1.0"):
+    for point in ("train_fraction-0.5", "train_fraction-1"):
         assert json.loads((folder / point / "overrides.json").read_text())["train_per_class"]
     import pandas as pd
 
     val = [
         set(pd.read_csv(folder / p / "data" / "manifest.csv").query("split == 'val'")["sha256"])
-        for p in ("train_fraction-0.5", "train_fraction-1.0")
+        for p in ("train_fraction-0.5", "train_fraction-1")
     ]
     assert val[0] == val[1]
     assert (folder / "results.csv").exists()
