@@ -230,8 +230,9 @@ def inception_extractor(weights, progress: bool = True, batch_size: int = 32) ->
     from torchvision.models import inception_v3
 
     from .progress import tqdm
-    from .transfer import IMAGENET_MEAN, IMAGENET_STD
+    from .transfer import IMAGENET_MEAN, IMAGENET_STD, verify_published_name
 
+    verify_published_name(path)  # e.g. inception_v3_google-0cc3c7bd.pth: its sha256 must start with 0cc3c7bd
     model = inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -108,6 +108,7 @@ def build_vgg16(weights="auto", n_outputs: int = 2, seed: int = 0, verbose: bool
         path = Path(weights).expanduser()
         if not path.is_file():
             raise FileNotFoundError(_missing_weights_message(f"no file at {weights}"))
+        verify_published_name(path)
         model = _vgg16_from_state(torch.load(path, map_location="cpu", weights_only=True), path.name)
         info.update(used="file", file=path.name, description=f"state_dict from file {path.name}")
     model.classifier[6] = new_head(N_FEATURES, n_outputs, seed)
@@ -131,6 +132,17 @@ def verify_checksum(path, sha256_prefix: str) -> None:
             f"expected {sha256_prefix}): the file is damaged or not the published one. Fix: delete it and download "
             f"{VGG16_URL} again (or pass vgg_weights='random' to go on without pretrained weights)."
         )
+
+
+def verify_published_name(path) -> bool:
+    """Check a weights file named the torch.hub way (``name-<sha256 prefix>.pth``) against that prefix; False if not so named."""
+    import re
+
+    match = re.search(r"-([0-9a-f]{8,64})\.(?:pth|pt)$", Path(path).name)
+    if match is None:
+        return False
+    verify_checksum(path, match.group(1))
+    return True
 
 
 def imagenet_state_dict(progress: bool = True) -> dict:

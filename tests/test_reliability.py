@@ -379,3 +379,24 @@ def test_vgg16_weights_are_checked_against_the_published_checksum(tmp_path, monk
     ok = tmp_path / "ok.bin"
     ok.write_bytes(b"published bytes")
     transfer.verify_checksum(ok, hashlib.sha256(b"published bytes").hexdigest()[:8])
+
+
+def test_local_weights_named_the_torch_hub_way_are_checked_against_their_name(tmp_path):
+    """A local file called name-<sha256 prefix>.pth (as torchvision publishes them) must match that prefix."""
+    torch = pytest.importorskip("torch")
+    from covidgan_utils import fidelity, transfer
+
+    for name in ("vgg16-397923af.pth", "inception_v3_google-0cc3c7bd.pth"):  # the right names, the wrong content
+        fake = tmp_path / name
+        torch.save({"w": torch.zeros(1)}, fake)
+        with pytest.raises(ValueError, match="published checksum"):
+            if name.startswith("vgg16"):
+                transfer.build_vgg16(str(fake), verbose=False)
+            else:
+                fidelity.inception_extractor(str(fake))
+    plain = tmp_path / "my_weights.pth"
+    torch.save({"w": torch.zeros(1)}, plain)
+    assert transfer.verify_published_name(plain) is False  # no published checksum in the name: nothing to check
+    good = tmp_path / f"thing-{hashlib.sha256(plain.read_bytes()).hexdigest()[:8]}.pth"
+    good.write_bytes(plain.read_bytes())
+    assert transfer.verify_published_name(good) is True
