@@ -7,13 +7,10 @@ import sys
 
 
 def _value(text: str):
-    """Parse a -p value the way papermill's -p does: int, float, None/True/False, else string."""
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"None": None, "True": True, "False": False}.get(text, text)
+    """Parse a -p value the way papermill's -p does (config.parse_value)."""
+    from .config import parse_value
+
+    return parse_value(text)
 
 
 def _run(argv) -> int:

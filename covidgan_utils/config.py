@@ -223,6 +223,16 @@ def read_run_overrides(run_dir: str | os.PathLike) -> dict[str, Any]:
     return values
 
 
+def parse_value(text: str) -> Any:
+    """A command-line value the way papermill's -p reads it: int, float, None/True/False, else the string."""
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"None": None, "True": True, "False": False}.get(text, text)
+
+
 def phantom_dir(cfg: Config) -> Path:
     """Where the built-in phantom dataset for this profile lives (gitignored data/ folder)."""
     counts = cfg.phantom_per_class

@@ -334,17 +334,8 @@ def parse_grid(items: list[str]) -> dict[str, list]:
         if "=" not in item:
             raise SweepError(f"Grid entry {item!r}: write NAME=V1,V2 (e.g. train_fraction=0.25,0.5,1).")
         key, values = item.split("=", 1)
-        grid[key.strip()] = [_number(v.strip()) for v in values.split(",") if v.strip()]
+        grid[key.strip()] = [config.parse_value(v.strip()) for v in values.split(",") if v.strip()]
     return grid
-
-
-def _number(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"None": None, "True": True, "False": False}.get(text, text)
 
 
 def main(argv=None) -> int:
@@ -365,7 +356,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         grid = parse_grid(args.grid)
-        params = {k: _number(v) for k, v in args.parameter}
+        params = {k: config.parse_value(v) for k, v in args.parameter}
         table = run(
             args.name,
             grid,
