@@ -6,7 +6,7 @@ STAMP := $(VENV)/.covidgan-installed
 RUN_DIR ?= runs/demo
 DATA_DIR ?=
 
-.PHONY: setup demo test lab figures paper smoke notebooks lint clean-runs
+.PHONY: setup demo test lab figures paper smoke notebooks studies lint clean-runs
 
 setup: $(STAMP)
 
@@ -40,6 +40,14 @@ figures: setup
 paper: setup
 	@test -n "$(DATA_DIR)" || (echo "Usage: make paper DATA_DIR=/path/to/COVID-19_Radiography_Dataset" && exit 2)
 	$(PY) -m covidgan_utils run --profile paper --data-dir $(DATA_DIR) --run-dir runs/paper --resume
+
+## studies: notebook 07 on the demo profile: two GAN-option runs (same epochs as the demo run), a size and a seed sweep (about 2 h on 2 CPU cores)
+studies: demo
+	$(PY) -m covidgan_utils run --profile demo --run-dir runs/compare-diffaug --resume -p diffaugment color,translation,cutout
+	$(PY) -m covidgan_utils run --profile demo --run-dir runs/compare-acgan --resume -p variant acgan
+	$(PY) -m covidgan_utils sweep demo-train-size --grid train_fraction=0.25,0.5,1 --notebooks 01,03,04,05
+	$(PY) -m covidgan_utils sweep demo-seeds --grid seed=0,1,2 --notebooks 01,03,04,05
+	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --resume --notebooks 07
 
 ## notebooks: rerun the demo from scratch, then commit-ready notebooks (outputs of that run) and figures/
 notebooks: setup
