@@ -38,6 +38,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _timing import median_time  # noqa: E402
+
 # name -> options; "plain" is the project's step as torch_gan.train runs it on a CPU.
 VARIANTS = {
     "plain": {},
@@ -288,8 +290,8 @@ def layer_rates(size: int, width: float, batch: int, peak: float, repeats: int =
         def bwd(m=m, x=x, grad=grad):
             m(x).backward(grad)
 
-        f_s = _median(fwd, repeats)
-        fb_s = _median(bwd, repeats)
+        f_s = median_time(fwd, repeats)
+        fb_s = median_time(bwd, repeats)
         b_s = max(fb_s - f_s, 1e-9)
         rows.append(
             {
@@ -308,15 +310,6 @@ def layer_rates(size: int, width: float, batch: int, peak: float, repeats: int =
         )
     return rows
 
-
-def _median(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 # --------------------------------------------------------------------------------------------- main

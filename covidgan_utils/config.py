@@ -205,6 +205,15 @@ def resolve(
     return Config(profile=profile, run_dir=run_path, data_dir=data_path, settings=settings, run_overrides=run_overrides)
 
 
+# Settings that are no profile key but that notebooks read with a default (notebook 01's split options, seeds).
+EXTRA_SETTINGS = ("split_seed", "synthesis_seed", "phantom_seed", "skip_unreadable")
+
+
+def setting_names() -> set[str]:
+    """Every name a run's settings may hold: the profiles' keys plus EXTRA_SETTINGS."""
+    return set().union(*PROFILES.values()) | set(EXTRA_SETTINGS)
+
+
 def read_run_overrides(run_dir: str | os.PathLike) -> dict[str, Any]:
     """Settings from RUN/overrides.json ({} if absent); unknown names or a broken file raise naming the file."""
     import json
@@ -216,7 +225,7 @@ def read_run_overrides(run_dir: str | os.PathLike) -> dict[str, Any]:
         values = json.loads(path.read_text())
     except (OSError, ValueError) as err:
         raise ValueError(f"Cannot read {rel(path)} ({err}). Fix: repair it or delete it.") from err
-    known = set().union(*PROFILES.values()) | {"split_seed", "synthesis_seed", "phantom_seed", "skip_unreadable"}
+    known = setting_names()
     if not isinstance(values, dict) or set(values) - known:
         bad = sorted(set(values) - known) if isinstance(values, dict) else type(values).__name__
         raise ValueError(f"{rel(path)} holds unknown settings {bad}; known: {sorted(known)}.")

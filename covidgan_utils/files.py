@@ -82,7 +82,7 @@ def remove_leftovers(folder: str | os.PathLike) -> list[str]:
     removed = []
     for p in sorted(folder.iterdir()):
         name = p.name
-        if name.startswith(".") and (name.endswith(".tmp") or name.startswith((".tmp-", ".old-")) or ".old-" in name):
+        if name.startswith(".") and (name.endswith(".tmp") or name.startswith(".tmp-") or ".old-" in name):
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             removed.append(name)
     return removed

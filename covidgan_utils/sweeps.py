@@ -60,7 +60,7 @@ def point_name(point: dict[str, Any]) -> str:
 def overrides_for(point: dict[str, Any], profile: str) -> dict[str, Any]:
     """The settings a point changes, as overrides.json holds them (shorthands expanded against the profile)."""
     base = config.PROFILES[profile]
-    known = set(base) | {"split_seed", "synthesis_seed", "phantom_seed", "skip_unreadable"}
+    known = config.setting_names()
     out: dict[str, Any] = {}
     for key, value in point.items():
         if key == "train_fraction":
@@ -157,12 +157,14 @@ def collect(folder) -> Any:
             if (run_dir / "evaluation" / "metrics.json").exists()
             else {}
         )
+        # real training images of the point (for synthetic-only conditions: the images its GAN learned from)
+        n_real = results["conditions"].get("real", {}).get("n_train")
         for condition, c in results["conditions"].items():
             row = {
                 **point,
                 "point": run_dir.name,
                 "condition": condition,
-                "n_train_real": _n_real(c, condition, results),
+                "n_train_real": n_real,
             }
             row.update(
                 n_train=c.get("n_train"),
@@ -197,12 +199,6 @@ def _point_of(run_dir: Path, spec: dict) -> dict:
         if point_name(point) == run_dir.name:
             return point
     return dict(part.split("-", 1) for part in run_dir.name.split("_") if "-" in part)
-
-
-def _n_real(c: dict, condition: str, results: dict) -> int | None:
-    """Real training images of the point (for synthetic-only conditions: the images its GAN learned from)."""
-    real = results["conditions"].get("real", {})
-    return real.get("n_train")
 
 
 def plot_accuracy_vs_n(table, conditions=CONDITIONS, title: str | None = None, ax=None, majority: float | None = None):
