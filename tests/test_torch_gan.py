@@ -200,7 +200,7 @@ def test_labels_condition_the_output():
 def test_gray_and_rgb_inputs_match_model_channels():
     gray = np.full((2, 16, 16, 1), 255, np.uint8)
     x = gan.to_tensor(gray, channels=3)
-    assert x.shape == (2, 3, 16, 16) and float(x.min()) == 1.0
+    assert x.shape == (2, 3, 16, 16) and float(x.min()) == pytest.approx(1.0, abs=1e-6)
     assert gan.to_tensor(np.zeros((2, 16, 16, 3), np.uint8), channels=1).shape == (2, 1, 16, 16)
     with pytest.raises(ValueError, match="uint8"):
         gan.to_tensor(np.zeros((2, 16, 16, 1), np.float32), channels=1)
