@@ -6,6 +6,7 @@ load_generator. Importing this module imports tensorflow; ``import covidgan_util
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -309,7 +310,10 @@ def _epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def checkpoint_dirs(out_dir) -> list[Path]:
-    """Checkpoint folders in out_dir/checkpoints, the pointer's target first, then by epoch, newest first."""
+    """Checkpoint folders in out_dir/checkpoints, the pointer's target first, then by epoch, newest first.
+
+    A name is not proof: a folder may be damaged or foreign; loading skips those and rotation never deletes them.
+    """
     folder = Path(out_dir) / "checkpoints"
     if not folder.is_dir():
         return []
@@ -324,11 +328,117 @@ def checkpoint_dirs(out_dir) -> list[Path]:
     return ordered
 
 
+def _epoch_of(path: Path) -> int:
+    return int(_CKPT_RE.match(path.name).group(1))
+
+
 def _read_state(path: Path) -> dict:
     state = json.loads((path / "state.json").read_text())
     if not (path / "ckpt.index").is_file():
         raise FileNotFoundError("ckpt.index is missing")
     return state
+
+
+_OWN_FILES = re.compile(r"^(ckpt\.index|ckpt\.data-\d{5}-of-\d{5}|state\.json|generator\.json)$")
+# Checkpoint folders known to load, by resolved path -> their files' (name, size, mtime_ns): written or read here.
+_VERIFIED: dict[str, tuple] = {}
+_REPORTED: set[str] = set()  # unloadable folders already explained once by rotation
+
+
+def _stamp(path: Path) -> tuple:
+    return tuple(sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir()))
+
+
+def _mark_verified(path: Path) -> None:
+    try:
+        _VERIFIED[str(path.resolve())] = _stamp(path)
+    except OSError:
+        pass
+
+
+def _load_error(path: Path) -> Exception | None:
+    """None if ``path`` is a complete checkpoint folder of this project (checked once per process), else why not.
+
+    Complete: only the files a checkpoint write makes, a state.json of the epoch in the folder's name,
+    and every tensor readable with its checksum.
+    """
+    try:
+        if _VERIFIED.get(str(path.resolve())) == _stamp(path):
+            return None
+        foreign = sorted(p.name for p in path.iterdir() if not (p.is_file() and _OWN_FILES.match(p.name)))
+        if foreign:
+            raise ValueError(f"it holds {', '.join(foreign[:3])}, which a checkpoint does not")
+        state = _read_state(path)
+        if int(state["epoch"]) != _epoch_of(path):
+            raise ValueError(f"it holds epoch {state['epoch']}, not the epoch in its name")
+        reader = tf.train.load_checkpoint(str(path / "ckpt"))
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except Exception as err:  # noqa: BLE001 - anything that does not load is not ours to delete
+        return err
+    _mark_verified(path)
+    return None
+
+
+def _unloadable_message(path: Path, err: Exception, rotating: bool = False) -> str:
+    what = "Not deleting old checkpoint" if rotating else "Skipping unreadable checkpoint"
+    return (
+        f"{what} {path.name}: not a checkpoint this project wrote, or it is damaged "
+        f"({type(err).__name__}: {_short(err)}). It was left in place; move it away or delete it yourself."
+    )
+
+
+def _report(path: Path, err: Exception, reported: set | None) -> None:
+    if reported is None or path not in reported:
+        print(_unloadable_message(path, err), file=sys.stderr)
+    if reported is not None:
+        reported.add(path)
+
+
+def _set_aside(path: Path, err: Exception) -> None:
+    """Rename an unloadable folder that stands where a new checkpoint goes; it is kept, never deleted."""
+    n, aside = 1, path.with_name(path.name + ".unreadable")
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.unreadable-{n}")
+    path.rename(aside)
+    print(
+        f"{path.name} could not be loaded: not a checkpoint this project wrote, or it is damaged "
+        f"({type(err).__name__}: {_short(err)}). A new checkpoint takes its name, so it was renamed {aside.name} "
+        "and left in place; move it away or delete it yourself.",
+        file=sys.stderr,
+    )
+
+
+def _remove_checkpoint(path: Path) -> None:
+    """Delete a verified checkpoint folder: the files a checkpoint write makes, then the folder if it is empty."""
+    for p in path.iterdir():
+        if p.is_file() and _OWN_FILES.match(p.name):
+            p.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # something else appeared meanwhile: the folder stays
+        path.rmdir()
+    _VERIFIED.pop(str(path.resolve()), None)
+
+
+def _rotate(out_dir: Path, epoch: int, keep_last: int) -> None:
+    """Keep the newest ``keep_last`` complete checkpoints up to ``epoch``; delete only older complete ones.
+
+    Folders that do not load are never deleted (they are explained once), and folders numbered after ``epoch``
+    are not part of this run's line of training, so they are not touched at all.
+    """
+    kept = 0
+    for path in sorted(checkpoint_dirs(out_dir), key=_epoch_of, reverse=True):
+        if _epoch_of(path) > epoch:
+            continue
+        err = _load_error(path)
+        if err is not None:
+            if str(path) not in _REPORTED:
+                _REPORTED.add(str(path))
+                print(_unloadable_message(path, err, rotating=True), file=sys.stderr)
+            continue
+        kept += 1
+        if kept > keep_last:
+            _remove_checkpoint(path)
 
 
 def _save_checkpoint(out_dir: Path, ckpt: tf.train.Checkpoint, state: dict, keep_last: int) -> Path:
@@ -342,15 +452,19 @@ def _save_checkpoint(out_dir: Path, ckpt: tf.train.Checkpoint, state: dict, keep
     write_json(tmp / "state.json", state)
     write_json(tmp / "generator.json", state["generator_kwargs"])
     final = folder / name
-    if final.exists():  # a rerun of the same epoch: replace the old folder
-        old = folder / f".old-{name}-{os.getpid()}"
-        os.replace(final, old)
-        shutil.rmtree(old, ignore_errors=True)
+    if final.exists():  # a rerun of the same epoch: replace the old folder if it is a checkpoint, else keep it aside
+        err = _load_error(final) if final.is_dir() else ValueError("it is a file, not a checkpoint folder")
+        if err is not None:
+            _set_aside(final, err)
+        else:
+            old = folder / f".old-{name}-{os.getpid()}"
+            os.replace(final, old)
+            _remove_checkpoint(old)
     os.replace(tmp, final)
+    _mark_verified(final)
     write_text(folder / POINTER, name + "\n")
     if keep_last:
-        for stale in checkpoint_dirs(out_dir)[keep_last:]:
-            shutil.rmtree(stale, ignore_errors=True)
+        _rotate(out_dir, state["epoch"], keep_last)
     return final
 
 
@@ -358,7 +472,7 @@ def _snapshot(variables) -> list:
     return [v.numpy() for v in variables]
 
 
-def _restore_newest(out_dir: Path, ckpt: tf.train.Checkpoint, variables, verbose: bool = True):
+def _restore_newest(out_dir: Path, ckpt: tf.train.Checkpoint, variables, verbose: bool = True, reported=None):
     """Restore the newest readable checkpoint into ``ckpt``; skip corrupt ones with a message; None if none."""
     backup = _snapshot(variables)
     for path in checkpoint_dirs(out_dir):
@@ -367,9 +481,7 @@ def _restore_newest(out_dir: Path, ckpt: tf.train.Checkpoint, variables, verbose
             ckpt.read(str(path / "ckpt")).assert_existing_objects_matched()
         except Exception as err:  # noqa: BLE001 - an unreadable checkpoint is skipped, never trusted
             if verbose:
-                print(
-                    f"Skipping unreadable checkpoint {path.name}: {type(err).__name__}: {_short(err)}", file=sys.stderr
-                )
+                _report(path, err, reported)
             for v, value in zip(variables, backup):  # undo a half-finished restore
                 v.assign(value)
             continue
@@ -383,16 +495,14 @@ def _short(err: Exception) -> str:
     return text[0][:200] if text else ""
 
 
-def load_checkpoint_state(out_dir, verbose: bool = True) -> dict | None:
+def load_checkpoint_state(out_dir, verbose: bool = True, reported=None) -> dict | None:
     """state.json of the newest checkpoint whose files are all present (epoch, history, build kwargs)."""
     for path in checkpoint_dirs(out_dir):
         try:
             state = _read_state(path)
         except Exception as err:  # noqa: BLE001
             if verbose:
-                print(
-                    f"Skipping unreadable checkpoint {path.name}: {type(err).__name__}: {_short(err)}", file=sys.stderr
-                )
+                _report(path, err, reported)
             continue
         state["path"] = path
         return state
@@ -575,7 +685,8 @@ def train(
         raise FileExistsError(
             f"{rel(out_dir)} already holds checkpoints; pass resume=True to continue, or choose a new out_dir."
         )
-    saved = load_checkpoint_state(out_dir, verbose=False) if resume else None
+    reported: set = set()  # each skipped checkpoint is explained once
+    saved = load_checkpoint_state(out_dir, reported=reported) if resume else None
     if saved is not None:
         for name, kwargs in (("generator", g_kwargs), ("discriminator", d_kwargs)):
             if saved[f"{name}_kwargs"] != kwargs:
@@ -589,7 +700,7 @@ def train(
                 f"The checkpoint {saved['path'].name} was trained with {saved_options}, not {options}: "
                 "use a new out_dir (or run_dir) for different training options."
             )
-        state = _restore_newest(out_dir, ckpt, variables, verbose=True)
+        state = _restore_newest(out_dir, ckpt, variables, reported=reported)
         if state is not None:
             start = int(epoch_var.numpy())
             history = [dict(row) for row in state["history"]]
@@ -686,7 +797,7 @@ def load_generator(out_dir) -> keras.Model:
                 str(path / "ckpt")
             ).expect_partial().assert_existing_objects_matched()
         except Exception as err:  # noqa: BLE001
-            print(f"Skipping unreadable checkpoint {path.name}: {type(err).__name__}: {_short(err)}", file=sys.stderr)
+            print(_unloadable_message(path, err), file=sys.stderr)
             continue
         generator.epoch = epoch
         return generator

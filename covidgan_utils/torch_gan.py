@@ -309,30 +309,141 @@ def _set_rng_state(state: dict) -> None:
 
 
 def checkpoint_files(out_dir) -> list[Path]:
-    """Checkpoint files in out_dir/checkpoints, newest (highest epoch) first."""
+    """Files named like checkpoints (ckpt_NNNN.pt) in out_dir/checkpoints, newest (highest epoch) first.
+
+    A name is not proof: a file may be damaged or foreign; :func:`load_checkpoint` skips those and
+    rotation never deletes them.
+    """
     folder = Path(out_dir) / "checkpoints"
     if not folder.is_dir():
         return []
-    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT_RE.match(p.name))]
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _CKPT_RE.match(p.name)) and p.is_file()]
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def _epoch_of(path: Path) -> int:
+    return int(_CKPT_RE.match(path.name).group(1))
+
+
+# Checkpoint files known to load, by resolved path -> (size, mtime_ns): written or read by this process.
+_VERIFIED: dict[str, tuple[int, int]] = {}
+_REPORTED: set[str] = set()  # unloadable files already explained once by rotation
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _mark_verified(path: Path) -> None:
+    try:
+        _VERIFIED[str(path.resolve())] = _stamp(path)
+    except OSError:
+        pass
+
+
+def _why_not(err: Exception) -> str:
+    """A short reason from a load error, without torch's advice to load the file unsafely."""
+    text = str(err).split("WeightsUnpickler error:")[-1]
+    advice = (
+        "weights_only",
+        "weights only",
+        "safe_globals",
+        "trust",
+        "pickle_module",
+        "file an issue",
+        "documentation of torch.load",
+    )
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not any(word in line.lower() for word in advice)]
+    reason = (lines or [""])[0].split(". ")[0].strip()[:160]
+    if not reason:
+        reason = "it holds something other than tensors and plain values"
+    return f"{type(err).__name__}: {reason}"
+
+
+def _unloadable_message(path: Path, err: Exception, rotating: bool = False) -> str:
+    what = "Not deleting old checkpoint" if rotating else "Skipping unreadable checkpoint"
+    return (
+        f"{what} {path.name}: not a checkpoint this project wrote, or it is damaged "
+        f"({_why_not(err)}). It was left in place; move it away or delete it yourself."
+    )
+
+
+def _read_checkpoint(path: Path, map_location="cpu") -> dict:
+    """Load one checkpoint safely (weights_only=True) and check that it is complete; raises if it is not."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"it holds a {type(ckpt).__name__}, not a checkpoint")
+    missing = _CKPT_KEYS - set(ckpt)
+    if missing:
+        raise ValueError(f"missing {sorted(missing)}")
+    if int(ckpt["epoch"]) != _epoch_of(path):
+        raise ValueError(f"it holds epoch {int(ckpt['epoch'])}, not the epoch in its name")
+    _mark_verified(path)
+    return ckpt
+
+
+def _load_error(path: Path) -> Exception | None:
+    """None if ``path`` is a complete checkpoint (checked once per process), else why it is not."""
+    try:
+        if _VERIFIED.get(str(path.resolve())) == _stamp(path):
+            return None
+        _read_checkpoint(path)
+    except Exception as err:  # noqa: BLE001 - anything that does not load is not ours to delete
+        return err
+    return None
+
+
 def load_checkpoint(out_dir, map_location="cpu", verbose: bool = True) -> dict | None:
-    """The newest complete checkpoint in out_dir (corrupt or partial files are skipped with a message)."""
+    """The newest complete checkpoint in out_dir; damaged or foreign files are skipped (and left) with a message."""
     for path in checkpoint_files(out_dir):
         try:
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
-            missing = _CKPT_KEYS - set(ckpt)
-            if missing:
-                raise ValueError(f"missing {sorted(missing)}")
+            ckpt = _read_checkpoint(path, map_location)
         except Exception as err:  # noqa: BLE001 - any unreadable file is skipped, never trusted
             if verbose:
-                reason = (str(err).strip().splitlines() or [""])[0][:200]
-                print(f"Skipping unreadable checkpoint {path.name}: {type(err).__name__}: {reason}", file=sys.stderr)
+                print(_unloadable_message(path, err), file=sys.stderr)
             continue
         ckpt["path"] = path
         return ckpt
     return None
+
+
+def _set_aside(path: Path, err: Exception) -> None:
+    """Rename an unloadable file that stands where a new checkpoint goes; it is kept, never deleted."""
+    n, aside = 1, path.with_name(path.name + ".unreadable")
+    while aside.exists():
+        n += 1
+        aside = path.with_name(f"{path.name}.unreadable-{n}")
+    path.rename(aside)
+    print(
+        f"{path.name} could not be loaded: not a checkpoint this project wrote, or it is damaged ({_why_not(err)}). "
+        f"A new checkpoint takes its name, so it was renamed {aside.name} and left in place; "
+        "move it away or delete it yourself.",
+        file=sys.stderr,
+    )
+
+
+def _rotate(out_dir, epoch: int, keep_last: int) -> None:
+    """Keep the newest ``keep_last`` complete checkpoints up to ``epoch``; delete only older complete ones.
+
+    Files that do not load are never deleted (they are explained once), and files numbered after ``epoch``
+    are not part of this run's line of training, so they are not touched at all.
+    """
+    kept = 0
+    for path in checkpoint_files(out_dir):
+        if _epoch_of(path) > epoch:
+            continue
+        err = _load_error(path)
+        if err is not None:
+            if str(path) not in _REPORTED:
+                _REPORTED.add(str(path))
+                print(_unloadable_message(path, err, rotating=True), file=sys.stderr)
+            continue
+        kept += 1
+        if kept > keep_last:
+            path.unlink(missing_ok=True)
+            _VERIFIED.pop(str(path.resolve()), None)
 
 
 def _save_checkpoint(out_dir, epoch, generator, discriminator, g_opt, d_opt, history, keep_last, options=None) -> Path:
@@ -350,11 +461,13 @@ def _save_checkpoint(out_dir, epoch, generator, discriminator, g_opt, d_opt, his
         "discriminator_kwargs": dict(discriminator.build_kwargs),
         "torch_version": str(torch.__version__),
     }
+    if path.exists() and (err := _load_error(path)) is not None:
+        _set_aside(path, err)
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
+    _mark_verified(path)
     if keep_last:
-        for old in checkpoint_files(out_dir)[keep_last:]:
-            old.unlink(missing_ok=True)
+        _rotate(out_dir, epoch, keep_last)
     return path
 
 
