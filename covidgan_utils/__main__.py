@@ -14,10 +14,10 @@ def _value(text: str):
 
 
 def _run(argv) -> int:
-    from . import pipeline
+    from . import config, pipeline
 
     ap = argparse.ArgumentParser(prog="python -m covidgan_utils run", description="Run the numbered notebooks headless with papermill.")
-    ap.add_argument("--profile", default="demo", choices=["smoke", "demo", "paper"])
+    ap.add_argument("--profile", default="demo", choices=list(config.PROFILES))
     ap.add_argument("--data-dir", default=None, help="dataset folder (COVID/, Normal/); default: built-in phantoms")
     ap.add_argument("--run-dir", default=None, help="where artifacts go; default runs/<profile>")
     ap.add_argument("--notebooks", default=None, help="comma list, e.g. 01,03 (default: all)")

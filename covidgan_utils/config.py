@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import CLASSES
+from . import settings as settings_module
 
 ENV_PROFILE = "COVIDGAN_PROFILE"
 ENV_DATA_DIR = "COVIDGAN_DATA_DIR"
@@ -21,83 +22,12 @@ ENV_RUN_DIR = "COVIDGAN_RUN_DIR"
 
 DEFAULT_PROFILE = "demo"
 
-# Paper split (CONTRACT): 331 COVID / 601 Normal train, 72 / 120 validation, 1000/1000 target.
+# Paper split: 331 COVID / 601 Normal train, 72 / 120 validation, 1000/1000 target.
 PAPER_TRAIN = {"COVID": 331, "Normal": 601}
 PAPER_VAL = {"COVID": 72, "Normal": 120}
 
-PROFILES: dict[str, dict[str, Any]] = {
-    # Tiny: every notebook runs in seconds; for tests and CI. Numbers mean nothing.
-    "smoke": {
-        "image_size": 32,
-        "torch_width": 0.125,
-        "tf_width": 0.125,
-        "phantom_per_class": {"COVID": 30, "Normal": 40},
-        "phantom_size": 64,
-        "train_per_class": {"COVID": 18, "Normal": 26},
-        "val_per_class": {"COVID": 8, "Normal": 10},
-        "target_per_class": 30,
-        "torch_epochs": 2,
-        "tf_epochs": 2,
-        "torch_batch_size": 16,
-        "tf_batch_size": 16,
-        "checkpoint_every": 1,
-        "sample_every": 1,
-        "vgg_epochs": 2,
-        "vgg_image_size": 32,
-        "vgg_weights": None,
-        "seeds": [0],
-    },
-    # Laptop walkthrough: the paper's counts on phantoms, reduced size/width/epochs.
-    "demo": {
-        "image_size": 64,
-        "torch_width": 0.5,
-        "tf_width": 0.25,  # tf_gan: class-conditional by ~epoch 8 on phantoms; 20 epochs ~ 5 min on 2 cores
-        "phantom_per_class": {"COVID": 403, "Normal": 721},
-        "phantom_size": 128,
-        "train_per_class": dict(PAPER_TRAIN),
-        "val_per_class": dict(PAPER_VAL),
-        "target_per_class": 1000,
-        "torch_epochs": 40,  # torch_gan at width 0.5, batch 32: class-conditional from ~epoch 35 on phantoms
-        "tf_epochs": 20,
-        "torch_batch_size": 32,  # the report used 64; 32 gives twice the updates per epoch on a CPU budget
-        "tf_batch_size": 32,
-        "checkpoint_every": 5,
-        "sample_every": 5,
-        "vgg_epochs": 20,
-        "vgg_image_size": 64,
-        "vgg_weights": "auto",
-        "seeds": [0, 1, 2, 3, 4],
-    },
-    # The report's settings: real data, 128x128, width 1, 1000 epochs, ImageNet VGG16.
-    "paper": {
-        "image_size": 128,
-        "torch_width": 1.0,
-        "tf_width": 1.0,
-        "phantom_per_class": {"COVID": 403, "Normal": 721},
-        "phantom_size": 256,
-        "train_per_class": dict(PAPER_TRAIN),
-        "val_per_class": dict(PAPER_VAL),
-        "target_per_class": 1000,
-        "torch_epochs": 1000,
-        "tf_epochs": 1000,
-        "torch_batch_size": 64,
-        "tf_batch_size": 32,
-        "checkpoint_every": 50,
-        "sample_every": 50,
-        "vgg_epochs": 20,
-        "vgg_image_size": 128,
-        "vgg_weights": "imagenet",
-        "seeds": [0, 1, 2, 3, 4],
-    },
-}
-
-
-# Limited-data GAN options (issue: evaluating synthetic data); off by default so every profile keeps the paper's GANs.
-for _settings in PROFILES.values():
-    _settings.setdefault(
-        "gan_variant", "cgan"
-    )  # "cgan" (the report's) or "acgan" (Waheed et al.'s auxiliary classifier)
-    _settings.setdefault("diffaugment", None)  # None (off) or a DiffAugment policy such as "color,translation,cutout"
+PROFILES = settings_module.PROFILES  # every setting of each profile (covidgan_utils/settings.py)
+SettingError = settings_module.SettingError
 
 OVERRIDES_FILE = "overrides.json"  # settings a run directory carries for every notebook run on it (sweeps write it)
 
@@ -134,6 +64,11 @@ class Config:
     data_dir: Path | None
     settings: dict[str, Any] = field(default_factory=dict)
     run_overrides: dict[str, Any] = field(default_factory=dict)
+    explicit: set[str] = field(default_factory=set)  # settings given as parameters or by overrides.json
+
+    def is_set(self, name: str) -> bool:
+        """Whether ``name`` was given for this run (not the profile's default)."""
+        return name in self.explicit
 
     def __getattr__(self, name: str) -> Any:
         settings = self.__dict__.get("settings", {})
@@ -176,7 +111,12 @@ class Config:
 
 
 def resolve(
-    profile: str | None = None, data_dir: str | None = None, run_dir: str | None = None, **overrides: Any
+    profile: str | None = None,
+    data_dir: str | None = None,
+    run_dir: str | None = None,
+    *,
+    claim: bool = True,
+    **overrides: Any,
 ) -> Config:
     """Resolve notebook parameters: explicit value, then COVIDGAN_* env var, then profile default.
 
@@ -185,33 +125,43 @@ def resolve(
     Overrides whose value is None are ignored, so a parameters cell can hold ``epochs = None``.
     A run directory holding ``overrides.json`` (written by :mod:`covidgan_utils.sweeps`) applies those
     settings to every notebook run on it, below the explicit overrides.
+
+    Every value is checked (type and range) before anything is written; then the run directory is
+    checked (never the data folder, the repository, home or /; never a folder of someone else's files)
+    and, with ``claim``, created and marked as this project's.
     """
+    from . import runs
+
     profile = profile or os.environ.get(ENV_PROFILE) or DEFAULT_PROFILE
     if profile not in PROFILES:
-        raise ValueError(f"Unknown profile {profile!r}: choose one of {', '.join(PROFILES)}.")
-    settings = copy.deepcopy(PROFILES[profile])
+        raise SettingError(f"Parameter 'profile' = {profile!r} is not allowed: choose one of {', '.join(PROFILES)}.")
+    settings = settings_module.profile_settings(profile)
     data_dir = data_dir or os.environ.get(ENV_DATA_DIR) or None
     run_dir = run_dir or os.environ.get(ENV_RUN_DIR) or None
     # Relative paths are relative to the repository root, wherever the notebook or command runs.
     root = repo_root()
     run_path = (root / Path(run_dir).expanduser() if run_dir else root / "runs" / profile).resolve()
-    run_overrides = read_run_overrides(run_path)
-    settings.update(copy.deepcopy(run_overrides))
-    for name, value in overrides.items():
-        if value is None:
-            continue
-        settings[name] = value
     data_path = (root / Path(data_dir).expanduser()).resolve() if data_dir else None
-    return Config(profile=profile, run_dir=run_path, data_dir=data_path, settings=settings, run_overrides=run_overrides)
-
-
-# Settings that are no profile key but that notebooks read with a default (notebook 01's split options, seeds).
-EXTRA_SETTINGS = ("split_seed", "synthesis_seed", "phantom_seed", "skip_unreadable")
+    unknown = sorted(k for k, v in overrides.items() if v is not None and k not in settings_module.run_setting_names())
+    if unknown:
+        raise SettingError(f"Unknown setting(s) {unknown}. Known: {', '.join(sorted(settings_module.run_setting_names()))}.")
+    checked = settings_module.check_all({k: v for k, v in overrides.items() if v is not None})
+    runs.check_location(run_path, data_path)
+    run_overrides = read_run_overrides(run_path)
+    explicit = set(run_overrides) | set(checked)
+    settings.update(copy.deepcopy(run_overrides))
+    settings.update(checked)
+    cfg = Config(profile=profile, run_dir=run_path, data_dir=data_path, settings=settings,
+                 run_overrides=run_overrides, explicit=explicit)
+    runs.check_owned(run_path)
+    if claim:
+        runs.claim(run_path)
+    return cfg
 
 
 def setting_names() -> set[str]:
-    """Every name a run's settings may hold: the profiles' keys plus EXTRA_SETTINGS."""
-    return set().union(*PROFILES.values()) | set(EXTRA_SETTINGS)
+    """Every name a run's settings may hold (covidgan_utils/settings.py)."""
+    return settings_module.run_setting_names()
 
 
 def read_run_overrides(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -224,12 +174,16 @@ def read_run_overrides(run_dir: str | os.PathLike) -> dict[str, Any]:
     try:
         values = json.loads(path.read_text())
     except (OSError, ValueError) as err:
-        raise ValueError(f"Cannot read {rel(path)} ({err}). Fix: repair it or delete it.") from err
+        raise SettingError(f"Cannot read {rel(path)} ({err}). Fix: repair it or delete it.") from err
     known = setting_names()
     if not isinstance(values, dict) or set(values) - known:
         bad = sorted(set(values) - known) if isinstance(values, dict) else type(values).__name__
-        raise ValueError(f"{rel(path)} holds unknown settings {bad}; known: {sorted(known)}.")
-    return values
+        raise SettingError(f"{rel(path)} holds unknown settings {bad}; known: {sorted(known)}.")
+    try:
+        checked = settings_module.check_all(values)
+    except SettingError as err:
+        raise SettingError(f"{rel(path)}: {err} Fix: correct it or delete it.") from None
+    return {k: v for k, v in checked.items() if v is not None}
 
 
 def parse_value(text: str) -> Any:
@@ -242,11 +196,16 @@ def parse_value(text: str) -> Any:
     return {"None": None, "True": True, "False": False}.get(text, text)
 
 
+def phantom_root() -> Path:
+    """The gitignored data/ folder of the repository, where built-in phantoms are made."""
+    return repo_root() / "data"
+
+
 def phantom_dir(cfg: Config) -> Path:
     """Where the built-in phantom dataset for this profile lives (gitignored data/ folder)."""
     counts = cfg.phantom_per_class
-    name = f"phantoms-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{cfg.settings.get('phantom_seed', 0)}"
-    return repo_root() / "data" / name
+    name = f"phantoms-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{cfg.phantom_seed}"
+    return phantom_root() / name
 
 
 def class_index(name: str) -> int:

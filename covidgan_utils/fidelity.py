@@ -748,8 +748,8 @@ def prepare(cfg, feature_extractor: str | None = None, feature_weights=None, pro
         feature_extractor,
         *images["train"],
         feature_weights=feature_weights,
-        vgg_weights=cfg.settings.get("vgg_weights", "auto"),
-        vgg_image_size=cfg.settings.get("vgg_image_size", 64),
+        vgg_weights=cfg.vgg_weights,
+        vgg_image_size=cfg.vgg_image_size,
         seed=0,
         progress=progress,
     )

@@ -58,6 +58,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp_path, 0o666 & ~user_umask())  # mkstemp makes the file private; artifacts follow the umask
         os.replace(tmp_path, path)
     except OSError as exc:
         better = storage_error(exc, path)
@@ -67,6 +68,13 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+def user_umask() -> int:
+    """The process umask (os.umask can only be read by setting it, so it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def remove_leftovers(folder: str | os.PathLike) -> list[str]:

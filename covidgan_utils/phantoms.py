@@ -23,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import CLASSES
+from .files import user_umask
 
 PHANTOM_VERSION = 3
 """Bump when the drawing changes: a folder written by another version is not reused."""
@@ -405,7 +406,7 @@ def generate_dataset(
                 bar.update(_write_images(job))
         bar.close()
         (tmp / MANIFEST).write_text(json.dumps(record, indent=2) + "\n")
-        os.chmod(tmp, 0o755)  # mkdtemp makes it private
+        os.chmod(tmp, 0o777 & ~user_umask())  # mkdtemp makes it private
         if stale:
             trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
             os.replace(out_dir, trash / "old")
@@ -432,7 +433,7 @@ def ensure_phantoms(cfg) -> Path:
         phantom_dir(cfg),
         cfg.phantom_per_class,
         cfg.phantom_size,
-        seed=cfg.settings.get("phantom_seed", 0),
+        seed=cfg.phantom_seed,
         replace_stale=True,
     )
 

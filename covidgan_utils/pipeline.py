@@ -11,7 +11,7 @@ import os
 import time
 from pathlib import Path
 
-from . import config
+from . import config, runs, settings
 from .files import RunLock, RunLockError, StorageError, atomic_path, read_json, write_json
 
 STATE = "pipeline.json"
@@ -68,7 +68,7 @@ def _run_unlocked(
     import papermill as pm
 
     params = dict(params or {})
-    cfg = config.resolve(profile=profile, data_dir=data_dir, run_dir=run_dir)
+    cfg = config.resolve(profile=profile, data_dir=data_dir, run_dir=run_dir, claim=False)
     run_path = cfg.run_dir
     state_path = run_path / STATE
     books = select(notebooks)
@@ -85,9 +85,11 @@ def _run_unlocked(
                 f"Run directory {config.rel(run_path)} was started with other settings "
                 f"({ {k: state.get(k) for k in wanted} }). Use --overwrite to start over or another --run-dir."
             )
+        runs.claim(run_path)
     else:
-        if overwrite and run_path.exists():
-            _clear(run_path)
+        runs.claim(run_path)
+        if overwrite:
+            runs.clear(run_path)
         state = {**wanted, "notebooks": {}}
     run_path.mkdir(parents=True, exist_ok=True)
     write_json(state_path, state)
@@ -103,9 +105,6 @@ def _run_unlocked(
                 continue
             declared = declared_parameters(book)
             given = {"profile": profile, "data_dir": data_dir, "run_dir": str(run_dir) if run_dir else None, **params}
-            unknown = [k for k in params if not any(k in declared_parameters(b) for b in books)]
-            if unknown:
-                raise PipelineError(f"Parameter(s) {unknown} are not parameters of any selected notebook.")
             inject = {k: v for k, v in given.items() if k in declared}
             print(f"[{i}/{len(books)}] {name} ...", end="", flush=True)
             start = time.perf_counter()
@@ -145,13 +144,32 @@ def _run_unlocked(
     return state
 
 
-def run(profile: str = "demo", data_dir=None, run_dir=None, notebooks=None, params=None, resume=False, overwrite=False) -> dict:
-    """Execute the selected notebooks in order, holding the run directory's lock; returns the run state."""
-    cfg = config.resolve(profile=profile, data_dir=data_dir, run_dir=run_dir)
+def check_parameters(params: dict, books: list[Path]) -> dict:
+    """``-p`` values checked before anything is written: each must be a parameter of a selected notebook, in range."""
+    declared = set().union(*(declared_parameters(b) for b in books)) if books else set()
+    unknown = sorted(k for k in params if k not in declared)
+    if unknown:
+        raise PipelineError(
+            f"Parameter(s) {unknown} are not parameters of any selected notebook "
+            f"({', '.join(b.stem for b in books)}); their parameters: {', '.join(sorted(declared - {'profile', 'data_dir', 'run_dir'}))}."
+        )
     try:
+        return settings.check_all(params)
+    except settings.SettingError as exc:
+        raise PipelineError(f"{exc}\nNothing was written.") from None
+
+
+def run(profile: str = "demo", data_dir=None, run_dir=None, notebooks=None, params=None, resume=False, overwrite=False) -> dict:
+    """Execute the selected notebooks in order, holding the run directory's lock; returns the run state.
+
+    Parameters, the run directory and the data folder are checked before anything is written.
+    """
+    try:
+        params = check_parameters(dict(params or {}), select(notebooks))
+        cfg = config.resolve(profile=profile, data_dir=data_dir, run_dir=run_dir, claim=False)
         with RunLock(cfg.run_dir, what=f"'covidgan run --profile {profile}'"):
             return _run_unlocked(profile, data_dir, run_dir, notebooks, params, resume, overwrite)
-    except (RunLockError, StorageError) as exc:
+    except (RunLockError, StorageError, settings.SettingError, runs.RunDirError) as exc:
         raise PipelineError(str(exc)) from None
 
 
@@ -162,18 +180,6 @@ def _fmt(seconds: float) -> str:
 def _done_list(state: dict) -> str:
     done = [k for k, v in state.get("notebooks", {}).items() if v.get("status") == "done"]
     return "finished: " + (", ".join(done) if done else "none")
-
-
-def _clear(run_path: Path) -> None:
-    """Remove a previous run's artifacts (only in a folder holding a pipeline state file); keeps the lock."""
-    import shutil
-
-    if not (run_path / STATE).exists() and any(p.name != ".lock" for p in run_path.iterdir()):
-        raise PipelineError(f"{config.rel(run_path)} is not a run directory of this project; refusing to delete it.")
-    for child in run_path.iterdir():
-        if child.name == ".lock":
-            continue
-        shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def _compact_png(b64: str) -> str:
@@ -219,12 +225,28 @@ def clean_notebook(src: Path, dst: Path) -> None:
 ABSOLUTE_PATH = r"(?<![\w.])/(?:work|tmp|root|home|Users|private|var)/[\w.-]+"
 
 
+def refuse_real_data(run_path: Path) -> None:
+    """Stop unless the run was made on the built-in phantoms: published notebooks must never carry real X-rays."""
+    info_path = run_path / "data" / "info.json"
+    state_path = run_path / STATE
+    info = read_json(info_path) if info_path.is_file() else {}
+    state = read_json(state_path) if state_path.is_file() else {}
+    if info.get("phantoms") is not True or state.get("data_dir") is not None:
+        source = "real data" if info.get("phantoms") is False or state.get("data_dir") else "unknown data (no data/info.json)"
+        raise PipelineError(
+            f"{config.rel(run_path)} was made from {source}; its notebooks would carry X-rays or their statistics "
+            "into the repository. Only runs on the built-in phantoms are published. Fix: publish a phantom run "
+            "(make notebooks), and keep real-data runs under runs/ (gitignored)."
+        )
+
+
 def publish(run_dir, dest=None, max_kb: int = 1024) -> list[Path]:
     """Copy a finished run's executed notebooks over notebooks/ (cleaned), checking size and machine paths."""
     import re
 
-    run_path = config.resolve(run_dir=str(run_dir)).run_dir
+    run_path = config.resolve(run_dir=str(run_dir), claim=False).run_dir
     dest = Path(dest) if dest else notebooks_dir()
+    refuse_real_data(run_path)
     executed = sorted((run_path / "executed").glob("[0-9][0-9]_*.ipynb"))
     executed = [p for p in executed if not p.name.endswith(".failed.ipynb")]
     if not executed:

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from . import CLASSES, config
+from . import CLASSES, config, runs, settings
 from .files import read_json, write_csv, write_json
 
 SHORTHANDS = ("train_fraction", "seed")
@@ -72,7 +72,10 @@ def overrides_for(point: dict[str, Any], profile: str) -> dict[str, Any]:
             out["seeds"] = [int(value) + s for s in base["seeds"]]
             out["synthesis_seed"] = int(value)
         elif key in known:
-            out[key] = value
+            try:
+                out[key] = settings.check(key, value)
+            except settings.SettingError as exc:
+                raise SweepError(f"Grid point {point}: {exc}") from None
         else:
             raise SweepError(f"Cannot sweep {key!r}: use one of {sorted(known | set(SHORTHANDS))}.")
     return out
@@ -101,7 +104,14 @@ def run(
 
     folder = sweep_dir(name, root)
     points = expand(grid)
-    spec = {"name": name, "profile": profile, "grid": grid, "notebooks": notebooks, "params": dict(params or {})}
+    wanted_all = [overrides_for(point, profile) for point in points]  # every point checked before anything is written
+    data_path = (config.repo_root() / Path(data_dir).expanduser()).resolve() if data_dir else None
+    try:
+        runs.check_location(folder.resolve(), data_path)
+    except runs.RunDirError as exc:
+        raise SweepError(str(exc)) from None
+    params = pipeline.check_parameters(dict(params or {}), pipeline.select(notebooks))
+    spec = {"name": name, "profile": profile, "grid": grid, "notebooks": notebooks, "params": params}
     spec_path = folder / "sweep.json"
     if spec_path.exists():
         old = read_json(spec_path)
@@ -111,14 +121,17 @@ def run(
                 "Use another sweep name, or delete that folder to start over."
             )
     write_json(spec_path, spec)
-    for i, point in enumerate(points, 1):
+    for i, (point, wanted) in enumerate(zip(points, wanted_all), 1):
         run_dir = folder / point_name(point)
-        wanted = overrides_for(point, profile)
         path = run_dir / config.OVERRIDES_FILE
         if path.exists() and read_json(path) != wanted:
             raise SweepError(
                 f"{config.rel(path)} holds other settings than point {point}; delete {config.rel(run_dir)}."
             )
+        try:
+            runs.claim(run_dir)
+        except runs.RunDirError as exc:
+            raise SweepError(str(exc)) from None
         write_json(path, wanted)
         print(f"=== sweep {name}: point {i}/{len(points)} {point}", flush=True)
         pipeline.run(

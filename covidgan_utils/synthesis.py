@@ -18,7 +18,7 @@ import numpy as np
 
 from . import CLASSES, provenance
 from .config import rel
-from .files import read_json, storage_error, write_csv, write_json
+from .files import read_json, storage_error, user_umask, write_csv, write_json
 
 FRAMEWORKS = ("torch", "tf")
 GAN_FOLDERS = {"torch": "torch_gan", "tf": "tf_gan"}
@@ -260,6 +260,7 @@ def _swap_into_place(tmp: Path, out_dir: Path) -> None:
     if out_dir.exists():
         old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
         os.replace(out_dir, old)
+    os.chmod(tmp, 0o777 & ~user_umask())  # mkdtemp makes the folder private
     os.replace(tmp, out_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

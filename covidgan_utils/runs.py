@@ -1,0 +1,131 @@
+"""Run directories are the project's own: created and marked by it, or refused.
+
+Whatever creates a run directory (the pipeline, a sweep, a notebook run by hand) writes the marker
+``RUN/.covidgan-run``. A folder is refused as a run directory when it is, contains or lies inside the
+data folder, or is (or contains) the repository, the user's home or ``/``; a non-empty folder without
+the marker is refused too, unless it holds only this project's artifacts (a run made before the marker
+existed), which is then marked. ``--overwrite`` deletes only the artifacts named in :data:`ARTIFACTS`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MARKER = ".covidgan-run"
+LOCK = ".lock"
+
+# Everything the project writes at the top of a run directory; --overwrite deletes these and nothing else.
+ARTIFACTS = (
+    "pipeline.json", "overrides.json", "provenance.json", "executed", "data", "torch_gan", "tf_gan",
+    "synthetic", "transfer", "evaluation", "figures", "studies", "sweeps", "external",
+)
+_KEPT = (MARKER, LOCK)
+
+
+class RunDirError(ValueError):
+    """A folder that cannot serve as a run directory; the message names it and the fix."""
+
+
+def _shown(path: Path) -> str:
+    from .config import rel
+
+    return rel(path)
+
+
+def _is_within(path: Path, other: Path) -> bool:
+    """``path`` equals ``other`` or lies below it."""
+    return path == other or other in path.parents
+
+
+def _temporary(name: str) -> bool:
+    """A hidden temporary of an atomic write (files.atomic_path, synthesis, phantoms)."""
+    return name.startswith(".") and (name.endswith((".tmp", ".old")) or name.startswith(".tmp-") or ".old-" in name)
+
+
+def check_location(run_dir: Path, data_dir: Path | None = None) -> None:
+    """Refuse a run directory that is a file, or that is, contains or lies inside a folder it must never touch."""
+    from .config import phantom_root, repo_root
+
+    run_dir = Path(run_dir).resolve()
+    fix = "Fix: choose a new folder for the run, e.g. --run-dir runs/<name> (the default is runs/<profile>)."
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"Run directory {_shown(run_dir)} is a file, not a folder. {fix}")
+    protected = {"the root folder /": Path(run_dir.anchor), "your home folder": Path.home().resolve(),
+                 "the repository": repo_root().resolve()}
+    for what, folder in protected.items():
+        if _is_within(folder, run_dir):
+            raise RunDirError(
+                f"Run directory {_shown(run_dir)} is or contains {what} ({_shown(folder)}); "
+                f"--overwrite would delete in it. {fix}"
+            )
+    if _is_within(run_dir, repo_root().resolve() / ".git"):
+        raise RunDirError(f"Run directory {_shown(run_dir)} lies inside the repository's .git folder. {fix}")
+    for folder in (data_dir, phantom_root()):
+        if folder is None:
+            continue
+        folder = Path(folder).resolve()
+        if _is_within(folder, run_dir):
+            raise RunDirError(
+                f"Run directory {_shown(run_dir)} is or contains the data folder {_shown(folder)}; "
+                f"the project never writes into the data. {fix}"
+            )
+        if _is_within(run_dir, folder):
+            raise RunDirError(
+                f"Run directory {_shown(run_dir)} lies inside the data folder {_shown(folder)}; its figures would "
+                f"be scanned as X-rays and the data folder is never written. {fix}"
+            )
+
+
+def foreign_entries(run_dir: Path) -> list[str]:
+    """Names in ``run_dir`` that the project does not write (what --overwrite leaves in place)."""
+    return sorted(p.name for p in Path(run_dir).iterdir() if p.name not in ARTIFACTS + _KEPT and not _temporary(p.name))
+
+
+def is_marked(run_dir: Path) -> bool:
+    return (Path(run_dir) / MARKER).is_file()
+
+
+def check_owned(run_dir: Path) -> None:
+    """Refuse an existing non-empty folder that is no run directory of this project (marked, or old-style)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or is_marked(run_dir):
+        return
+    foreign = foreign_entries(run_dir)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise RunDirError(
+            f"{_shown(run_dir)} is not empty and is no run directory of this project (it holds {shown}). "
+            "Nothing was written or deleted. Fix: choose a new or empty folder for the run, e.g. --run-dir runs/<name>."
+        )
+
+
+def claim(run_dir: Path) -> Path:
+    """Create ``run_dir`` if needed and mark it as this project's (after :func:`check_owned`)."""
+    from .files import write_json
+
+    run_dir = Path(run_dir)
+    check_owned(run_dir)
+    if not is_marked(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / MARKER, {"what": "a run directory of covidgan-utils; --overwrite deletes only its own artifacts",
+                                      "artifacts": list(ARTIFACTS)})
+    return run_dir
+
+
+def clear(run_dir: Path) -> list[str]:
+    """Delete the artifacts the project wrote in a marked run directory; returns the names left in place."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    if not is_marked(run_dir):
+        raise RunDirError(f"{_shown(run_dir)} is not marked as a run directory of this project; refusing to delete in it.")
+    for child in sorted(run_dir.iterdir()):
+        if child.name in ARTIFACTS or _temporary(child.name):
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    left = foreign_entries(run_dir)
+    if left:
+        print(f"note: --overwrite left in place what this project did not write in {_shown(run_dir)}: {', '.join(left)}")
+    return left

@@ -1,0 +1,177 @@
+"""Run directories are the project's own: refused where they could touch data, the repository or a user's files.
+
+The destructive cases run on temporary copies: a small dataset, a fake repository, a folder of someone's files.
+"""
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from covidgan_utils import config, pipeline, runs
+from covidgan_utils.files import write_json
+
+
+def _snapshot(folder: Path) -> dict:
+    """Every file under ``folder`` with its content hash (to prove nothing was deleted or changed)."""
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def dataset(tmp_path):
+    """A tiny folder in the Kaggle layout (bytes only: nothing here is decoded)."""
+    root = tmp_path / "dataset"
+    for c in ("COVID", "Normal"):
+        (root / c / "images").mkdir(parents=True)
+        for i in range(3):
+            (root / c / "images" / f"{c}-{i}.png").write_bytes(os.urandom(64))
+    return root
+
+
+@pytest.fixture
+def users_folder(tmp_path):
+    folder = tmp_path / "my-thesis"
+    (folder / "chapters").mkdir(parents=True)
+    (folder / "chapters" / "one.tex").write_text("\\chapter{One}")
+    (folder / "notes.txt").write_text("keep me")
+    (folder / "data").mkdir()  # a name the project also uses: still the user's
+    (folder / "data" / "table.csv").write_text("a,b\n1,2\n")
+    return folder
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "parent"])
+def test_run_dir_at_the_data_folder_is_refused_and_nothing_is_written(dataset, where):
+    run_dir = {"same": dataset, "inside": dataset / "COVID" / "runs", "parent": dataset.parent}[where]
+    before = _snapshot(dataset.parent)
+    with pytest.raises(runs.RunDirError, match="data folder") as err:
+        config.resolve(profile="smoke", data_dir=str(dataset), run_dir=str(run_dir))
+    assert "Fix:" in str(err.value)
+    with pytest.raises(pipeline.PipelineError, match="data folder"):
+        pipeline.run("smoke", data_dir=str(dataset), run_dir=str(run_dir), notebooks="01", overwrite=True)
+    assert _snapshot(dataset.parent) == before
+    assert not (run_dir / runs.MARKER).exists() and not (run_dir / pipeline.STATE).exists()
+
+
+def test_overwrite_on_the_repository_root_is_refused_on_a_copy(tmp_path, monkeypatch):
+    fake_repo = tmp_path / "checkout"
+    (fake_repo / "covidgan_utils").mkdir(parents=True)
+    (fake_repo / "pyproject.toml").write_text("[project]\nname='x'\n")
+    (fake_repo / ".git").mkdir()
+    (fake_repo / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    write_json(fake_repo / pipeline.STATE, {"profile": "smoke", "notebooks": {}})  # as the old bug left it
+    real_notebooks = pipeline.notebooks_dir()
+    monkeypatch.setattr(config, "repo_root", lambda: fake_repo)
+    monkeypatch.setattr(pipeline, "notebooks_dir", lambda: real_notebooks)
+    before = _snapshot(fake_repo)
+    for run_dir in (fake_repo, tmp_path, fake_repo / ".git" / "runs"):
+        with pytest.raises(pipeline.PipelineError, match="repository"):
+            pipeline.run("smoke", run_dir=str(run_dir), notebooks="01", overwrite=True)
+    assert _snapshot(fake_repo) == before
+
+
+def test_home_and_root_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    for folder in (tmp_path / "home", tmp_path, Path("/")):
+        with pytest.raises(runs.RunDirError, match="home folder|root folder|repository"):
+            runs.check_location(folder)
+    runs.check_location(tmp_path / "home" / "runs" / "demo")  # inside home is fine
+
+
+def test_a_folder_of_someone_elses_files_is_refused_and_overwrite_deletes_none_of_them(users_folder):
+    before = _snapshot(users_folder)
+    with pytest.raises(runs.RunDirError, match="not empty and is no run directory") as err:
+        config.resolve(profile="smoke", run_dir=str(users_folder))
+    assert "notes.txt" in str(err.value) and "Nothing was written or deleted" in str(err.value)
+    for kwargs in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(pipeline.PipelineError, match="no run directory"):
+            pipeline.run("smoke", run_dir=str(users_folder), notebooks="01", **kwargs)
+    with pytest.raises(runs.RunDirError):
+        runs.clear(users_folder)  # unmarked: clear refuses outright
+    assert _snapshot(users_folder) == before
+    assert not (users_folder / runs.MARKER).exists()
+
+
+def test_overwrite_in_a_marked_run_dir_deletes_only_the_projects_artifacts(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    config.resolve(profile="smoke", run_dir=str(run_dir))  # creates and marks it
+    assert runs.is_marked(run_dir)
+    for name in ("data", "torch_gan", "executed"):
+        (run_dir / name).mkdir()
+        (run_dir / name / "x.bin").write_bytes(b"artifact")
+    write_json(run_dir / pipeline.STATE, {"notebooks": {}})
+    (run_dir / ".pipeline.json.abc.tmp").write_text("half")
+    (run_dir / "my-notes.md").write_text("mine")  # the user's, dropped in later
+    (run_dir / "plots").mkdir()
+    (run_dir / "plots" / "a.png").write_bytes(b"png")
+    left = runs.clear(run_dir)
+    assert left == ["my-notes.md", "plots"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [runs.MARKER, "my-notes.md", "plots"]
+    assert (run_dir / "plots" / "a.png").read_bytes() == b"png"
+    assert "left in place" in capsys.readouterr().out
+
+
+def test_an_old_run_dir_without_the_marker_is_accepted_and_marked(tmp_path):
+    old = tmp_path / "old-run"
+    (old / "data").mkdir(parents=True)
+    (old / "executed").mkdir()
+    write_json(old / pipeline.STATE, {"notebooks": {}})
+    (old / ".lock.tmp").write_text("")  # a killed writer's temporary counts as the project's
+    config.resolve(profile="smoke", run_dir=str(old))
+    assert runs.is_marked(old)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config.resolve(profile="smoke", run_dir=str(empty))
+    assert runs.is_marked(empty)
+    # claim=False (read-only commands) checks but writes nothing
+    fresh = tmp_path / "fresh"
+    config.resolve(profile="smoke", run_dir=str(fresh), claim=False)
+    assert not fresh.exists()
+
+
+def test_run_dir_that_is_a_file_is_named_before_any_work(tmp_path):
+    afile = tmp_path / "run.txt"
+    afile.write_text("not a folder")
+    result = subprocess.run(
+        [sys.executable, "-m", "covidgan_utils", "run", "--profile", "smoke", "--run-dir", str(afile), "--notebooks", "01"],
+        capture_output=True, text=True, cwd=config.repo_root(),
+    )
+    assert result.returncode == 1
+    assert "is a file, not a folder" in result.stderr and "process None" not in result.stderr
+    assert afile.read_text() == "not a folder"
+
+
+def test_publish_refuses_a_run_on_real_data(tmp_path):
+    run_dir = tmp_path / "real-run"
+    config.resolve(profile="smoke", run_dir=str(run_dir))
+    (run_dir / "executed").mkdir()
+    (run_dir / "executed" / "01_data_exploration.ipynb").write_text(json.dumps({"cells": []}))
+    write_json(run_dir / "data" / "info.json", {"phantoms": False})
+    write_json(run_dir / pipeline.STATE, {"data_dir": "/somewhere/COVID-19_Radiography_Dataset"})
+    dest = tmp_path / "notebooks"
+    dest.mkdir()
+    with pytest.raises(pipeline.PipelineError, match="real data"):
+        pipeline.publish(run_dir, dest=dest)
+    (run_dir / "data" / "info.json").unlink()
+    write_json(run_dir / pipeline.STATE, {"data_dir": None})
+    with pytest.raises(pipeline.PipelineError, match="unknown data"):
+        pipeline.publish(run_dir, dest=dest)
+    assert list(dest.iterdir()) == []
+
+
+def test_artifacts_follow_the_users_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "a.json", {"x": 1})
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        os.umask(0o077)
+        path = write_json(tmp_path / "b.json", {"x": 1})
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
