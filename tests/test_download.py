@@ -1,0 +1,108 @@
+"""Downloads against servers on 127.0.0.1: a small file served, and a server that accepts and never answers."""
+
+import hashlib
+import http.server
+import socket
+import threading
+import time
+
+import pytest
+
+from covidgan_utils import download
+
+PAYLOAD = b"not really VGG16 weights, but bytes with a known sha256" * 100
+
+
+class _Files(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/weights.pth")
+            self.end_headers()
+            return
+        if self.path != "/weights.pth":
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAYLOAD)))
+        self.end_headers()
+        self.wfile.write(PAYLOAD)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def file_server():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections and never sends a byte."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(5)
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    stop.set()
+    thread.join(2)
+    for conn in held:
+        conn.close()
+    sock.close()
+
+
+@pytest.fixture(autouse=True)
+def online(monkeypatch):
+    monkeypatch.delenv(download.ENV_OFFLINE, raising=False)
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_download_checks_the_hash_and_writes_atomically(file_server, tmp_path, capsys):
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    dest = download.download(f"{file_server}/moved", tmp_path / "w-abc.pth", sha256=digest[:8], progress=False)
+    assert dest.read_bytes() == PAYLOAD
+    assert f"({download.human_size(len(PAYLOAD))})" in capsys.readouterr().out  # the size is said up front
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w-abc.pth"]
+
+
+def test_a_wrong_hash_keeps_nothing(file_server, tmp_path):
+    dest = tmp_path / "w.pth"
+    with pytest.raises(download.DownloadError, match="checksum"):
+        download.download(f"{file_server}/weights.pth", dest, sha256="00000000", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_http_errors_and_offline_are_named(file_server, tmp_path, monkeypatch):
+    with pytest.raises(download.DownloadError, match="HTTP 404"):
+        download.download(f"{file_server}/missing.pth", tmp_path / "m.pth", progress=False)
+    monkeypatch.setenv(download.ENV_OFFLINE, "1")
+    with pytest.raises(download.DownloadError, match="COVIDGAN_OFFLINE"):
+        download.download(f"{file_server}/weights.pth", tmp_path / "w.pth", progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_server_that_never_answers_fails_within_the_read_timeout(silent_server, tmp_path):
+    start = time.monotonic()
+    with pytest.raises(download.DownloadError, match="no answer within the timeout"):
+        download.download(f"{silent_server}/weights.pth", tmp_path / "w.pth", read_timeout=1.0, progress=False)
+    assert time.monotonic() - start < 10
+    assert list(tmp_path.iterdir()) == []
