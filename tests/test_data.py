@@ -173,7 +173,8 @@ def test_prepare_writes_contract_manifest_and_cache(tmp_path):
     cfg = tiny_cfg(tmp_path, root)
     data.prepare(cfg, progress=False)
     manifest = data.read_manifest(cfg)
-    assert list(manifest.columns) == ["path", "label", "split", "sha256"]
+    assert list(manifest.columns)[:4] == ["path", "label", "split", "sha256"]  # the contract columns first
+    assert list(manifest.columns) == data.MANIFEST_COLUMNS and manifest.pixel_sha256.is_unique
     assert set(manifest.label) == {"COVID", "Normal"} and set(manifest.split) == {"train", "val"}
     assert manifest.sha256.is_unique
     assert not any(Path(p).is_absolute() for p in manifest.path)
