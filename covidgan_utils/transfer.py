@@ -30,11 +30,13 @@ from torch import nn
 
 from . import CLASSES
 from .config import rel
+from .download import DownloadError, download
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
 VGG16_SHA256_PREFIX = "397923af"  # published in the file name (torch.hub's check_hash convention)
+VGG16_BYTES = 553_433_881  # 528 MB, said before the download starts
 N_FEATURES = 4096
 MIN_IMAGE_SIZE = 32
 CONDITIONS = ("real", "real+torch", "real+tf", "real+copies", "synthetic-only:torch", "synthetic-only:tf")
@@ -87,8 +89,12 @@ def build_vgg16(weights="auto", n_outputs: int = 2, seed: int = 0, verbose: bool
         if imagenet_cache_file().exists():
             weights = "imagenet"
         else:
-            info["note"] = f"auto: ImageNet weights not found at {imagenet_cache_file().name} in the torch hub cache"
-            weights = None
+            try:  # not cached: one download attempt with timeouts (COVIDGAN_OFFLINE=1 skips it)
+                fetch_imagenet_weights(progress=verbose)
+                weights = "imagenet"
+            except DownloadError as exc:
+                info["note"] = f"auto: ImageNet weights not in the torch hub cache and not downloaded ({exc})"
+                weights = None
     torch.manual_seed(seed)  # random init (and the unused 1000-class head) are reproducible
     if weights is None:
         model = vgg16(weights=None)
@@ -96,7 +102,9 @@ def build_vgg16(weights="auto", n_outputs: int = 2, seed: int = 0, verbose: bool
         _announce(
             "VGG16 has RANDOM weights ("
             + ("vgg_weights='auto' and " + info["note"] if "note" in info else "vgg_weights=None")
-            + "). Its transfer-learning numbers are NOT comparable with the report. For ImageNet weights, put "
+            + "). Nothing is transferred: training the last layer on random features is a random-features model, "
+            + "not transfer learning, so the numbers test the code and compare the conditions among themselves, "
+            + "never with the report. For ImageNet weights, run once with internet, put "
             + f"{VGG16_URL} at {_shown_cache()} or pass vgg_weights=<path to a VGG16 state_dict>.",
             verbose,
         )
@@ -145,22 +153,25 @@ def verify_published_name(path) -> bool:
     return True
 
 
+def fetch_imagenet_weights(progress: bool = True) -> Path:
+    """Download torchvision's ImageNet VGG16 file into the torch hub cache (timeouts, sha256, atomic); raises DownloadError."""
+    return download(VGG16_URL, imagenet_cache_file(), sha256=VGG16_SHA256_PREFIX, expected_size=VGG16_BYTES, progress=progress)
+
+
 def imagenet_state_dict(progress: bool = True) -> dict:
     """torchvision's ImageNet VGG16 weights: downloaded once, checked against the sha256 in their file name.
 
-    A cached file is checked too (torch.hub checks only while downloading); loaded with weights_only=True.
+    A cached file is checked too; loaded with weights_only=True.
     """
-    import torchvision.models._api as tv_api
-
     path = imagenet_cache_file()
     if path.exists():
         verify_checksum(path, VGG16_SHA256_PREFIX)
-    try:
-        return tv_api.load_state_dict_from_url(
-            VGG16_URL, model_dir=str(path.parent), progress=progress, check_hash=True, weights_only=True
-        )
-    except Exception as exc:  # no internet, proxy, disk full, a download whose hash does not match...
-        raise RuntimeError(_missing_weights_message(f"{type(exc).__name__}: {exc}")) from exc
+    else:
+        try:
+            fetch_imagenet_weights(progress=progress)
+        except DownloadError as exc:
+            raise RuntimeError(_missing_weights_message(str(exc))) from exc
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _vgg16_from_state(state: dict, name: str):

@@ -106,3 +106,40 @@ def test_a_server_that_never_answers_fails_within_the_read_timeout(silent_server
         download.download(f"{silent_server}/weights.pth", tmp_path / "w.pth", read_timeout=1.0, progress=False)
     assert time.monotonic() - start < 10
     assert list(tmp_path.iterdir()) == []
+
+
+def _vgg16_source(monkeypatch, tmp_path, url):
+    """Point the project's VGG16 download at ``url`` (the URL, hash and size are injectable)."""
+    from covidgan_utils import transfer
+
+    cache = tmp_path / "hub" / "checkpoints" / "vgg16-test.pth"
+    monkeypatch.setattr(transfer, "imagenet_cache_file", lambda: cache)
+    monkeypatch.setattr(transfer, "VGG16_URL", url)
+    monkeypatch.setattr(transfer, "VGG16_SHA256_PREFIX", hashlib.sha256(PAYLOAD).hexdigest()[:8])
+    monkeypatch.setattr(transfer, "VGG16_BYTES", len(PAYLOAD))
+    return transfer, cache
+
+
+def test_imagenet_weights_are_fetched_into_the_cache_and_checked(file_server, tmp_path, monkeypatch):
+    transfer, cache = _vgg16_source(monkeypatch, tmp_path, f"{file_server}/weights.pth")
+    assert transfer.fetch_imagenet_weights(progress=False) == cache and cache.read_bytes() == PAYLOAD
+    with pytest.raises(Exception, match="weights_only|Unpickl|pickle|invalid load key"):
+        transfer.build_vgg16("imagenet", verbose=False)  # the bytes arrived; they are no state_dict (and never unpickled)
+
+
+def test_auto_falls_back_to_random_loudly_within_the_timeout(silent_server, tmp_path, monkeypatch, capsys):
+    transfer, cache = _vgg16_source(monkeypatch, tmp_path, f"{silent_server}/vgg16.pth")
+    monkeypatch.setattr(transfer, "download", lambda *a, **k: download.download(*a, **{**k, "read_timeout": 1.0}))
+    start = time.monotonic()
+    model, info = transfer.build_vgg16("auto", verbose=True)
+    assert time.monotonic() - start < 15
+    assert info["used"] == "random" and "no answer within the timeout" in info["note"]
+    banner = capsys.readouterr().out
+    assert "RANDOM weights" in banner and "not transfer learning" in banner
+    assert not cache.exists()
+    with pytest.raises(RuntimeError, match="no answer within the timeout"):
+        transfer.build_vgg16("imagenet", verbose=False)  # the paper's setting requires the weights
+    monkeypatch.setenv(download.ENV_OFFLINE, "1")
+    start = time.monotonic()
+    _, info = transfer.build_vgg16("auto", verbose=True)
+    assert time.monotonic() - start < 5 and "COVIDGAN_OFFLINE" in info["note"]

@@ -352,9 +352,8 @@ def test_every_torch_load_uses_weights_only_and_nothing_unpickles():
 
 def test_vgg16_weights_are_checked_against_the_published_checksum(tmp_path, monkeypatch):
     torch = pytest.importorskip("torch")
-    import torchvision.models._api as tv_api
 
-    from covidgan_utils import transfer
+    from covidgan_utils import download, transfer
 
     cached = tmp_path / "hub" / "checkpoints" / "vgg16-397923af.pth"
     cached.parent.mkdir(parents=True)
@@ -362,11 +361,11 @@ def test_vgg16_weights_are_checked_against_the_published_checksum(tmp_path, monk
     monkeypatch.setattr(transfer, "imagenet_cache_file", lambda: cached)
     seen = {}
 
-    def no_download(url, **kwargs):
-        seen.update(kwargs, url=url)
-        raise OSError("no network (simulated)")
+    def no_download(url, dest, **kwargs):
+        seen.update(kwargs, url=url, dest=dest)
+        raise download.DownloadError("no network (simulated)")
 
-    monkeypatch.setattr(tv_api, "load_state_dict_from_url", no_download)
+    monkeypatch.setattr(transfer, "download", no_download)
     for weights in ("imagenet", "auto"):
         with pytest.raises(ValueError, match="does not match its published checksum") as err:
             transfer.build_vgg16(weights, verbose=False)
@@ -375,7 +374,7 @@ def test_vgg16_weights_are_checked_against_the_published_checksum(tmp_path, monk
     cached.unlink()
     with pytest.raises(RuntimeError, match="simulated"):
         transfer.build_vgg16("imagenet", verbose=False)
-    assert seen["url"] == transfer.VGG16_URL and seen["check_hash"] is True and seen["weights_only"] is True
+    assert seen["url"] == transfer.VGG16_URL and seen["sha256"] == "397923af" and seen["dest"] == cached
     ok = tmp_path / "ok.bin"
     ok.write_bytes(b"published bytes")
     transfer.verify_checksum(ok, hashlib.sha256(b"published bytes").hexdigest()[:8])

@@ -108,7 +108,7 @@ def test_random_init_is_loud_and_local_weights_load(tmp_path, monkeypatch):
     monkeypatch.setattr(transfer, "imagenet_cache_file", lambda: tmp_path / "no-such-cache" / "vgg16-397923af.pth")
     with pytest.warns(UserWarning, match="RANDOM weights"):
         model, info = transfer.build_vgg16("auto", verbose=False)
-    assert info["used"] == "random" and "not found" in info["note"]
+    assert info["used"] == "random" and "not in the torch hub cache" in info["note"]
     assert model.classifier[6].out_features == 2
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["classifier.6.weight", "classifier.6.bias"]
     path = tmp_path / "vgg16_random.pth"
@@ -130,12 +130,12 @@ def test_random_init_is_loud_and_local_weights_load(tmp_path, monkeypatch):
 def test_missing_weights_say_how_to_supply_them(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="vgg16-397923af.pth"):
         transfer.build_vgg16(str(tmp_path / "missing.pth"), verbose=False)
-    import torchvision.models._api as api
+    from covidgan_utils.download import DownloadError
 
     def offline(*args, **kwargs):
-        raise OSError("no network (simulated)")
+        raise DownloadError("no network (simulated)")
 
-    monkeypatch.setattr(api, "load_state_dict_from_url", offline)
+    monkeypatch.setattr(transfer, "download", offline)
     with pytest.raises(RuntimeError) as err:
         transfer.build_vgg16("imagenet", verbose=False)
     text = str(err.value)
