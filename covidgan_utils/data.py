@@ -33,6 +33,7 @@ from . import CLASSES
 from .config import Config, rel
 from .files import read_json, write_csv, write_json, write_npz
 from .progress import tqdm
+from .runs import MARKER
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 IGNORED_FOLDERS = {"masks", "mask", "__macosx"}
@@ -53,7 +54,7 @@ MAX_PIXELS = 8192 * 8192
 # unusable files (special, huge, bombs, not PNG/JPEG, several frames) refused, duplicates by decoded pixels.
 DECODER_VERSION = 2
 # Written by the project into each run directory it makes; a folder holding it is never scanned.
-RUN_MARKER = ".covidgan-run"
+RUN_MARKER = MARKER  # a folder holding it is a run directory of this project, never scanned as data
 # Two pictures whose 256-bit perceptual hashes (perceptual_hash) differ in at most this many bits are
 # reported as near duplicates. Measured on 1124 real chest X-rays and on the phantoms: re-compressed
 # (JPEG 75), half-size, one-pixel-edited or brightened copies differ in at most 16 bits; different
@@ -567,8 +568,8 @@ def _split_settings(cfg: Config) -> dict:
         "profile": cfg.profile,
         "train_per_class": cfg.train_per_class,
         "val_per_class": cfg.val_per_class,
-        "split_seed": cfg.settings.get("split_seed", 0),
-        "skip_unreadable": bool(cfg.settings.get("skip_unreadable", False)),
+        "split_seed": cfg.split_seed,
+        "skip_unreadable": cfg.skip_unreadable,
     }
 
 
@@ -696,7 +697,7 @@ def require_prepared(cfg: Config) -> dict:
     info = read_json(data_out / "info.json")
     made, wanted = info.get("settings", {}), _split_settings(cfg)
     # split_seed and skip_unreadable are notebook 01's own parameters: compared only when cfg sets them
-    keys = ["profile", "train_per_class", "val_per_class"] + [k for k in ("split_seed", "skip_unreadable") if k in cfg.settings]
+    keys = ["profile", "train_per_class", "val_per_class"] + [k for k in ("split_seed", "skip_unreadable") if cfg.is_set(k)]
     # a key info.json does not record (a hand-made or older run directory) is not compared
     diffs = [f"{k}: prepared with {made[k]!r}, asked for {wanted[k]!r}" for k in keys if k in made and made[k] != wanted[k]]
     if diffs:

@@ -169,7 +169,7 @@ def test_evaluate_run_writes_the_contract(tmp_path):
     import pandas as pd
     from PIL import Image
 
-    from covidgan_utils import config
+    from covidgan_utils import config, data
     from covidgan_utils.files import write_json, write_npz
 
     rng = np.random.default_rng(10)
@@ -187,7 +187,8 @@ def test_evaluate_run_writes_the_contract(tmp_path):
     (cfg.run_dir / "data").mkdir(parents=True)
     manifest.to_csv(cfg.path("data", "manifest.csv"), index=False)
     write_json(cfg.path("data", "info.json"), {"phantoms": True})
-    write_npz(cfg.path("data", f"arrays_{size}.npz"), images=np.stack(images), sha256=manifest["sha256"].to_numpy(str))
+    write_npz(cfg.path("data", f"arrays_{size}.npz"), images=np.stack(images), sha256=manifest["sha256"].to_numpy(str),
+              decoder_version=data.DECODER_VERSION)
     with pytest.raises(FileNotFoundError, match="04_synthetic_data"):
         fidelity.prepare(cfg)
     syn = cfg.path("synthetic", "torch")
