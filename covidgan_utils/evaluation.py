@@ -1,14 +1,23 @@
 """Metrics, intervals and paired tests for the VGG16 experiment, all from scikit-learn / scipy / statsmodels.
 
 Conventions: COVID = 1 is the positive class (sensitivity = COVID recall, specificity = Normal recall).
-A condition's headline numbers are means over seeds; ``accuracy_ci`` is the 95% Wilson interval of a
+A condition's headline numbers are means over head seeds; ``accuracy_ci`` is the 95% Wilson interval of a
 single run at that accuracy on the n_val validation images (validation-sampling uncertainty), or a
 bootstrap over validation images of the seed-averaged correctness. Seed-to-seed spread is reported
-separately (``accuracy_seed_sd``, ``accuracy_seed_range`` and ``per_seed``).
+separately (``accuracy_seed_sd``, ``accuracy_seed_range`` and ``per_seed``). The other intervals
+(``balanced_accuracy_ci``, ``roc_auc_ci``, ...) and every paired comparison (``paired``) come from
+:mod:`covidgan_utils.statistics`: a class-stratified paired bootstrap over the validation images.
 
-McNemar (exact, statsmodels): ``real`` vs each other condition on the same validation images, on the
-per-image MAJORITY VOTE over seeds (ties broken by the mean probability); the seed-matched
-per-seed p-values are given too (``mcnemar_detail``). With the no-GAN control ``real+copies``
+How a condition is read (:func:`verdict`): "a better classifier" needs a paired gain in ROC AUC (for a
+GAN condition: against the best no-GAN control, Holm-corrected); "a better operating point" needs a gain
+in accuracy or balanced accuracy that also beats ``real`` with its threshold corrected for the class prior
+and ``real+classweight``; otherwise a gain is the decision threshold moving, and the reading names the
+control that matches it. Without a gain, a TOST with a margin of 1.6 points says "no difference" or
+"inconclusive".
+
+McNemar (exact, statsmodels, kept as before in ``mcnemar``): ``real`` vs each other condition on the same
+validation images, on the per-image MAJORITY VOTE over seeds (ties broken by the mean probability); the
+seed-matched per-seed p-values are given too (``mcnemar_detail``). With the no-GAN control ``real+copies``
 present, each ``real+<gan>`` condition is also tested against it (``mcnemar_vs_copies``).
 """
 
@@ -20,12 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from . import CLASSES
+from . import statistics as stats
 
 REPORT = {"real": 0.958, "real+torch": 0.974, "real+tf": 0.98}
 """Validation accuracies in the reference report (192 validation images)."""
 WAHEED = {"real": 0.85, "augmented": 0.95}
 """Waheed et al., IEEE Access 2020 (CovidGAN, an ACGAN; a different dataset)."""
-METRICS = ("accuracy", "sensitivity", "specificity", "roc_auc")
+METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc", "brier")
 
 
 def wilson_ci(successes, n: int, alpha: float = 0.05) -> list[float]:
@@ -58,11 +68,16 @@ def bootstrap_ci(correct, n_resamples: int = 2000, seed: int = 0, alpha: float =
 
 
 def metrics(labels, prob_covid, threshold: float = 0.5, alpha: float = 0.05, pred=None) -> dict:
-    """Accuracy (+ Wilson CI), sensitivity, specificity, ROC AUC, confusion matrix [[TN, FP], [FN, TP]].
-
-    Predictions are ``prob_covid >= threshold`` unless ``pred`` is given (e.g. a vote over seeds).
-    """
-    from sklearn.metrics import accuracy_score, confusion_matrix, recall_score, roc_auc_score
+    """Accuracy (+ Wilson CI), balanced accuracy, sensitivity, specificity, ROC AUC, Brier score and the
+    confusion matrix [[TN, FP], [FN, TP]]. Predictions are ``prob_covid >= threshold`` unless ``pred`` is given."""
+    from sklearn.metrics import (
+        accuracy_score,
+        balanced_accuracy_score,
+        brier_score_loss,
+        confusion_matrix,
+        recall_score,
+        roc_auc_score,
+    )
 
     y = np.asarray(labels, dtype=np.int64)
     prob = np.asarray(prob_covid, dtype=np.float64)
@@ -72,9 +87,11 @@ def metrics(labels, prob_covid, threshold: float = 0.5, alpha: float = 0.05, pre
     return {
         "accuracy": acc,
         "accuracy_ci": wilson_ci(int((pred == y).sum()), len(y), alpha),
+        "balanced_accuracy": float(balanced_accuracy_score(y, pred)) if both else math.nan,
         "sensitivity": float(recall_score(y, pred, pos_label=1, zero_division=np.nan)) if (y == 1).any() else math.nan,
         "specificity": float(recall_score(y, pred, pos_label=0, zero_division=np.nan)) if (y == 0).any() else math.nan,
         "roc_auc": float(roc_auc_score(y, prob)) if both else math.nan,
+        "brier": float(brier_score_loss(y, prob, labels=[0, 1])) if len(y) else math.nan,
         "confusion_matrix": confusion_matrix(y, pred, labels=[0, 1]).tolist(),
         "n": int(len(y)),
     }
@@ -118,11 +135,27 @@ def summarize(
     skipped: dict | None = None,
     settings: dict | None = None,
     ci: str = "wilson",
+    n_resamples: int = 2000,
+    bootstrap_seed: int = 0,
 ) -> dict:
-    """results.json (CONTRACT): per-condition metrics over seeds, McNemar vs ``real``, settings."""
+    """results.json: per-condition metrics over seeds, paired bootstrap comparisons, McNemar vs ``real``, power, settings.
+
+    With ``real``'s training counts in ``train_info`` the derived condition ``real:prior-corrected`` is added
+    (real's probabilities with the logit shifted by log(n_normal / n_covid)).
+    """
     if ci not in ("wilson", "bootstrap"):
         raise ValueError(f"ci must be 'wilson' or 'bootstrap', not {ci!r}")
-    train_info = train_info or {}
+    train_info = dict(train_info or {})
+    settings = dict(settings or {})
+    predictions = stats.add_prior_corrected(predictions, train_info)
+    if stats.PRIOR_CORRECTED in set(predictions["condition"]):
+        counts = train_info["real"]["n_train_per_class"]
+        offset = stats.prior_offset(counts[CLASSES[1]], counts[CLASSES[0]])
+        train_info[stats.PRIOR_CORRECTED] = {
+            **{k: v for k, v in train_info["real"].items() if k != "final_loss"},
+            "logit_offset": offset,
+            "derived_from": "real",
+        }
     conditions = {}
     for cond in dict.fromkeys(predictions["condition"]):
         sub = predictions[predictions["condition"] == cond]
@@ -150,6 +183,8 @@ def summarize(
         c["seeds"] = [p["seed"] for p in per_seed]
         c["per_seed"] = per_seed
         conditions[cond] = c
+    order = ["real", stats.PRIOR_CORRECTED] if stats.PRIOR_CORRECTED in conditions else []
+    conditions = {c: conditions[c] for c in order + [c for c in conditions if c not in order]}
     mcnemar, detail = {}, {}
     if "real" in conditions:
         for cond in conditions:
@@ -161,14 +196,34 @@ def summarize(
         for cond in conditions:
             if cond.startswith("real+") and cond != "real+copies":
                 vs_copies[cond] = paired_test(predictions, conditions, "real+copies", cond)
+    analysis = {"paired": [], "equivalence": [], "primary": None, "method": None}
+    if len(conditions):
+        analysis = stats.analyse(predictions, conditions, n_resamples=n_resamples, seed=bootstrap_seed)
+        for cond, intervals in analysis["intervals"].items():
+            conditions[cond].update(intervals)
+    labels = predictions.drop_duplicates("path")["label"].to_numpy() if len(predictions) else np.zeros(0, int)
+    n_val_all = len(labels)
     results = {
         "conditions": conditions,
         "mcnemar": mcnemar,
         "mcnemar_detail": detail,
         "mcnemar_vs_copies": {c: t["pvalue"] for c, t in vs_copies.items()},
         "mcnemar_vs_copies_detail": vs_copies,
+        "paired": analysis["paired"],
+        "equivalence": analysis["equivalence"],
+        "primary": analysis["primary"],
+        "statistics_method": analysis["method"],
+        "power": stats.power_table(
+            192, report_gains={c: round(REPORT[c] - REPORT["real"], 3) for c in ("real+torch", "real+tf")}
+        )
+        | {"n_this_run": int(n_val_all)},
+        "procedure_error_rate": stats.procedure_error_rate(predictions, "real", n_sim=n_resamples, seed=bootstrap_seed)
+        if "real" in conditions
+        else None,
+        "n_val_per_class": {name: int((labels == k).sum()) for k, name in enumerate(CLASSES)},
         "skipped_conditions": dict(skipped or {}),
-        **(settings or {}),
+        **settings,
+        "gan_seeds": [int(s) for s in settings.get("gan_seeds", [0])],
     }
     return _clean(results)
 
@@ -205,83 +260,272 @@ def write_results(run_dir, results: dict, predictions) -> dict:
 
 
 def results_table(results: dict):
-    """One row per condition: mean metrics over seeds, the accuracy interval and the seed spread."""
+    """One row per condition: seed-mean metrics, their 95% intervals and the accuracy spread over head seeds."""
     import pandas as pd
+
+    def interval(c, key):
+        low, high = c.get(key) or (None, None)
+        return "n/a" if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
 
     rows = []
     for cond, c in results["conditions"].items():
-        low, high = c["accuracy_ci"]
         rows.append(
             {
                 "condition": cond,
                 "n_train": c.get("n_train"),
                 "accuracy": c["accuracy"],
-                "95% CI": f"[{low:.3f}, {high:.3f}]",
-                "seed sd": c["accuracy_seed_sd"],
+                "95% CI": interval(c, "accuracy_ci"),
+                "balanced acc.": c.get("balanced_accuracy"),
+                "bal. 95% CI": interval(c, "balanced_accuracy_ci"),
                 "sensitivity": c["sensitivity"],
                 "specificity": c["specificity"],
                 "ROC AUC": c["roc_auc"],
-                "seeds": len(c["seeds"]),
-                "McNemar p (vs real)": results["mcnemar"].get(cond),
+                "AUC 95% CI": interval(c, "roc_auc_ci"),
+                "Brier": c.get("brier"),
+                "head seeds": len(c["seeds"]),
+                "acc. sd (head seeds)": c["accuracy_seed_sd"],
             }
         )
     return pd.DataFrame(rows).set_index("condition")
 
 
+def paired_table(results: dict, metrics=("roc_auc", "accuracy", "balanced_accuracy"), primary_only: bool = False):
+    """The paired comparisons (b - a) as a table: estimate, 95% bootstrap interval, p, Holm p, McNemar p, TOST verdict."""
+    import pandas as pd
+
+    rows = []
+    for e in results.get("paired") or []:
+        if e["metric"] not in metrics or (primary_only and not e["primary"]):
+            continue
+        eq = stats.find(results.get("equivalence"), e["a"], e["b"], e["metric"])
+        low, high = e["interval"]
+        rows.append(
+            {
+                "b - a": f"{e['b']} - {e['a']}",
+                "metric": e["metric"],
+                "estimate": e["estimate"],
+                "95% interval": "n/a" if low is None else f"[{low:+.3f}, {high:+.3f}]",
+                "p (bootstrap)": e["p"],
+                "primary": e["primary"],
+                "Holm p": e["holm_p"],
+                "McNemar p": e.get("mcnemar_p"),
+                "TOST (+-1.6 points)": eq["verdict"] if eq else "",
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def power_frame(results: dict):
+    """The minimum detectable accuracy gain (80% power, two-sided 0.05) per discordance rate, in points and images."""
+    import pandas as pd
+
+    power = results["power"]
+    rows = [
+        {
+            "discordant images": f"{100 * r['discordance']:.0f}%",
+            "MDE (points, exact)": None if r["mde"] is None else 100 * r["mde"],
+            "MDE (images)": r["mde_images"],
+            "MDE (points, normal approx.)": None
+            if r["mde_normal_approximation"] is None
+            else 100 * r["mde_normal_approximation"],
+        }
+        for r in power["mde"]
+    ]
+    return pd.DataFrame(rows).set_index("discordant images")
+
+
+CONTROL_DESCRIPTIONS = {
+    stats.PRIOR_CORRECTED: "real's classifier with its threshold corrected for the class prior",
+    "real+classweight": "real images, class-weighted loss",
+    "real+copies": "real images topped up with copies",
+    "real": "real images",
+}
+
+
+def _significant(entry, alpha: float = 0.05) -> bool:
+    return entry is not None and entry.get("p") is not None and entry["p"] < alpha
+
+
+def _diff(entry) -> str:
+    if entry is None:
+        return "not compared"
+    low, high = entry["interval"]
+    if low is None:
+        return f"{entry['estimate']:+.3f}"
+    return f"{entry['estimate']:+.3f}, 95% [{low:+.3f}, {high:+.3f}], p = {_fmt(entry['p'])}"
+
+
+def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
+    """How to read ``cond`` against ``real``: {"kind": ..., "text": ..., "control": the control named or None}.
+
+    kinds: "better classifier", "not better than the best control", "worse classifier",
+    "better operating point", "threshold moved", "no difference", "inconclusive".
+    """
+    paired, conds = results.get("paired") or [], results["conditions"]
+    auc = stats.find(paired, "real", cond, "roc_auc")
+    primary = next((e for e in paired if e["primary"] and e["b"] == cond), None)
+    is_gan = cond in stats.GAN_CONDITIONS
+    if is_gan and primary is not None and primary["holm_p"] < alpha and primary["estimate"] > 0:
+        text = (
+            f"a better classifier: its ROC AUC beats the best no-GAN control {primary['a']} "
+            f"({_diff(primary)}, Holm p = {_fmt(primary['holm_p'])}, a primary comparison)"
+        )
+        return {"kind": "better classifier", "text": text, "control": primary["a"]}
+    if _significant(auc, alpha) and auc["estimate"] > 0:
+        if not is_gan:
+            return {"kind": "better classifier", "text": f"a better classifier than real: ROC AUC {_diff(auc)}", "control": None}
+        if primary is not None:
+            text = (
+                f"ROC AUC above real's ({_diff(auc)}), but not above the best no-GAN control {primary['a']}'s "
+                f"({primary['estimate']:+.3f}, Holm p = {_fmt(primary['holm_p'])}): not shown to be a better "
+                "classifier than what the control gets without GAN images"
+            )
+            return {"kind": "not better than the best control", "text": text, "control": primary["a"]}
+    if _significant(auc, alpha) and auc["estimate"] < 0:
+        return {"kind": "worse classifier", "text": f"a worse classifier: ROC AUC {_diff(auc)}", "control": None}
+    eq = stats.find(results.get("equivalence"), "real", cond, "roc_auc")
+    margin = 100 * stats.EQUIVALENCE_MARGIN
+    if eq is None or eq["interval_90"][0] is None:
+        auc_text, equivalent = "ROC AUC not compared", False
+    else:
+        low, high = eq["interval_90"]
+        equivalent = eq["verdict"] == "equivalent"
+        auc_text = (
+            f"ROC AUC {'equivalent to' if equivalent else 'not shown to differ from'} real's "
+            f"(90% interval [{low:+.3f}, {high:+.3f}] {'inside' if equivalent else 'not inside'} +-{margin:.1f} points)"
+        )
+    gains = [m for m in ("accuracy", "balanced_accuracy") if _significant(e := stats.find(paired, "real", cond, m), alpha) and e["estimate"] > 0]
+    if not gains:
+        if equivalent:
+            return {"kind": "no difference", "text": f"no difference: {auc_text}, and no paired gain in accuracy or balanced accuracy", "control": None}
+        text = f"inconclusive: {auc_text}, and no paired gain in accuracy or balanced accuracy; the data can show neither a gain nor its absence"
+        return {"kind": "inconclusive", "text": text, "control": None}
+    metric = gains[0]
+    gain = stats.find(paired, "real", cond, metric)
+    name = metric.replace("_", " ")
+    controls = [c for c in stats.OPERATING_POINT_CONTROLS if c != cond]
+    missing = [c for c in controls if c not in conds]
+    vs = {c: stats.find(paired, c, cond, metric) for c in controls if c not in missing}
+    beaten = {c: _significant(e, alpha) and e["estimate"] > 0 for c, e in vs.items()}
+    if vs and all(beaten.values()) and not missing:
+        text = (
+            f"a better operating point, not a better classifier: {auc_text}, but its {name} gain over real "
+            f"({_diff(gain)}) also beats "
+            + " and ".join(f"{c} ({_diff(vs[c])})" for c in controls)
+        )
+        return {"kind": "better operating point", "text": text, "control": None}
+    r, c_ = conds["real"], conds[cond]
+    shift = (
+        f"sensitivity {r['sensitivity']:.2f} -> {c_['sensitivity']:.2f}, "
+        f"specificity {r['specificity']:.2f} -> {c_['specificity']:.2f}"
+    )
+    text = f"not a better classifier: {auc_text}; the {name} gain ({_diff(gain)}) is the decision threshold moving ({shift})"
+    explaining = [c for c in vs if not beaten[c]]
+    control = max(explaining, key=lambda c: conds[c][metric]) if explaining else None
+    if control is not None:
+        text += (
+            f": {control} ({CONTROL_DESCRIPTIONS[control]}, no GAN images) reaches {name} {conds[control][metric]:.3f} "
+            f"({cond} - {control}: {_diff(vs[control])})"
+        )
+    if missing:
+        text += f"; {' and '.join(missing)} did not run, so no better operating point can be claimed"
+    return {"kind": "threshold moved", "text": text, "control": control}
+
+
 def reading(results: dict) -> list[str]:
-    """An honest reading of the numbers: differences in images, vs the seed spread and McNemar."""
+    """A reading of the run that follows the rules in :func:`verdict`, every sentence computed from ``results``."""
     conds = results["conditions"]
     if "real" not in conds:
         return ["No 'real' condition: nothing to compare against."]
     base = conds["real"]
     n_val = base["n_val"]
-    lines = [f"{n_val} validation images: one image = {100 / n_val:.2f} accuracy points."]
-    low, high = base["accuracy_ci"]
-    lines.append(
-        f"real: accuracy {base['accuracy']:.3f}, 95% CI [{low:.3f}, {high:.3f}] ({high - low:.3f} wide: {(high - low) * n_val:.0f} images)."
-    )
+    method = results.get("statistics_method") or {}
+    lines = [
+        f"{n_val} validation images: one image = {100 / n_val:.2f} accuracy points. The images are assumed "
+        f"independent; intervals and p-values come from a class-stratified paired bootstrap over them "
+        f"({method.get('n_resamples', 'n/a')} resamples) of metrics averaged over {len(base['seeds'])} head seed(s): "
+        "they cover the validation sample, not the GAN's seed."
+    ]
+    if stats.PRIOR_CORRECTED in conds:
+        pc = conds[stats.PRIOR_CORRECTED]
+        counts = pc["n_train_per_class"]
+        lines.append(
+            f"{stats.PRIOR_CORRECTED}: real's probabilities with the logit shifted by log({counts[CLASSES[0]]}/"
+            f"{counts[CLASSES[1]]}) = {pc['logit_offset']:.3f}, from the training counts (no threshold is tuned on "
+            f"validation images): accuracy {base['accuracy']:.3f} -> {pc['accuracy']:.3f}, sensitivity "
+            f"{base['sensitivity']:.2f} -> {pc['sensitivity']:.2f}, specificity {base['specificity']:.2f} -> "
+            f"{pc['specificity']:.2f}, same ROC AUC."
+        )
+    primary = results.get("primary") or {}
+    if primary.get("control"):
+        control = primary["control"]
+        lines.append(
+            f"Primary comparisons (fixed in advance): {primary['rule']}. Best no-GAN control in this run: {control} "
+            f"(ROC AUC {conds[control]['roc_auc']:.3f})."
+        )
     for cond, c in conds.items():
-        if cond == "real":
+        if cond in ("real", stats.PRIOR_CORRECTED):
             continue
         diff = c["accuracy"] - base["accuracy"]
-        spread = max(base["accuracy_seed_sd"], c["accuracy_seed_sd"])
-        p = results["mcnemar"].get(cond)
-        if len(c["seeds"]) < 2 or len(base["seeds"]) < 2:
-            verdict_seed, seed_text = "unknown", "seed spread unknown (one seed)"
-        else:
-            verdict_seed = "larger than" if abs(diff) > 2 * spread else "within"
-            seed_text = f"{verdict_seed} twice the seed sd ({spread:.3f})"
-        per_seed = results.get("mcnemar_detail", {}).get(cond, {}).get("per_seed_pvalues", [])
-        sig = sum(1 for q in per_seed if q < 0.05)
-        significant = p is not None and p < 0.05
-        if significant and verdict_seed == "larger than":
-            verdict = "the difference survives both the seeds and the paired test"
-        elif significant:
-            verdict = "significant on the paired test, but not shown to exceed the seed-to-seed spread"
-        elif verdict_seed == "larger than":
-            verdict = "larger than the seed spread, but not significant on the paired test"
-        else:
-            verdict = "no evidence of a real difference"
+        v = verdict(results, cond)
         lines.append(
-            f"{cond}: {c['accuracy']:.3f} ({diff:+.3f} = {diff * n_val:+.1f} images), "
-            f"{seed_text}; exact McNemar p = {_fmt(p)} on the majority vote"
-            + (f", p < 0.05 in {sig}/{len(per_seed)} seed-matched runs" if per_seed else "")
-            + f": {verdict}."
+            f"{cond}: accuracy {c['accuracy']:.3f} ({diff:+.3f} = {diff * n_val:+.1f} images), balanced accuracy "
+            f"{_num(base.get('balanced_accuracy'))} -> {_num(c.get('balanced_accuracy'))}, ROC AUC "
+            f"{_num(base['roc_auc'])} -> {_num(c['roc_auc'])}: {v['text']}."
         )
-    if "real+copies" in conds:
-        ctrl = conds["real+copies"]
-        for cond, p in results.get("mcnemar_vs_copies", {}).items():
-            diff = conds[cond]["accuracy"] - ctrl["accuracy"]
+    lines += _power_lines(results)
+    gan_seeds = results.get("gan_seeds") or [0]
+    if any(c in conds for c in stats.GAN_CONDITIONS):
+        if len(gan_seeds) == 1:
             lines.append(
-                f"{cond} vs the no-GAN control real+copies ({ctrl['accuracy']:.3f}): {diff:+.3f} = {diff * n_val:+.1f} images, "
-                f"exact McNemar p = {_fmt(p)}: "
-                + (
-                    "the GAN images add more than class balance."
-                    if p is not None and p < 0.05 and diff > 0
-                    else "no evidence that the GAN images add more than class balance."
-                )
+                f"One GAN seed ({gan_seeds[0]}): every GAN result above is conditional on that one generator; "
+                "the spread across GAN seeds is in the seed sweep (notebook 07, make studies)."
             )
+        else:
+            lines.append(f"GAN seeds {gan_seeds}: each is its own sub-run; compare them in notebook 07.")
+    lines += _procedure_lines(results)
     return lines
+
+
+def _power_lines(results: dict) -> list[str]:
+    power = results.get("power")
+    if not power:
+        return []
+    rates = ", ".join(
+        f"{100 * r['mde']:.1f} points at {100 * r['discordance']:.0f}% discordant images"
+        if r["mde"] is not None
+        else f"out of reach at {100 * r['discordance']:.0f}% discordant images"
+        for r in power["mde"]
+    )
+    gains = " and ".join(f"+{100 * g:.1f}" for g in power.get("report_gains", {}).values())
+    line = (
+        f"Minimum detectable effect with {power['n']} paired images (two-sided {power['alpha']}, "
+        f"{100 * power['power']:.0f}% power): {rates}; a gain needs at least {power['min_significant_images']} images "
+        f"({100 * power['min_significant_gain']:.1f} points) to reach p < {power['alpha']} at all."
+    )
+    if gains:
+        line += f" The report's gains were {gains} points."
+    if power.get("n_this_run") not in (None, power["n"]):
+        line += f" (This run has {power['n_this_run']} validation images, so its detectable effects are larger.)"
+    return [line]
+
+
+def _procedure_lines(results: dict) -> list[str]:
+    proc = results.get("procedure_error_rate")
+    if not proc:
+        return []
+    if proc.get("raw_gain") is None:
+        return [f"How often the report's procedure is fooled was not simulated: {proc.get('reason')}."]
+    return [
+        f"The report's procedure, simulated from this run ({proc['simulates']}): a raw gain in "
+        f"{100 * proc['raw_gain']:.0f}% of {proc['n_sim']} experiments, a McNemar-significant gain in "
+        f"{100 * proc['mcnemar_gain']:.1f}%, where there is no true difference (a lower bound: GAN and training-set "
+        "variation are left out)."
+    ]
+
+
+def _num(x) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
 
 def report_mcnemar_best_case(n_val: int = 192) -> dict:
@@ -331,8 +575,11 @@ __all__ = [
     "majority_vote",
     "mcnemar_test",
     "metrics",
+    "paired_table",
+    "power_frame",
     "reading",
     "results_table",
+    "verdict",
     "summarize",
     "wilson_ci",
     "write_results",
