@@ -42,14 +42,14 @@ def _figures(argv) -> int:
 
 
 def _publish(argv) -> int:
-    from . import pipeline
+    from . import pipeline, publish
 
     ap = argparse.ArgumentParser(prog="python -m covidgan_utils publish",
                                  description="Copy a finished run's executed notebooks over notebooks/, cleaned for committing.")
     ap.add_argument("--run-dir", default="runs/demo")
     args = ap.parse_args(argv)
     try:
-        pipeline.publish(args.run_dir)
+        publish.publish(args.run_dir)
     except pipeline.PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import CLASSES
+from . import CLASSES, NOTEBOOKS
 from .config import Config, rel
 from .files import read_json, write_csv, write_json, write_npz
 from .progress import tqdm
@@ -38,7 +38,7 @@ from .runs import MARKER
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 IGNORED_FOLDERS = {"masks", "mask", "__macosx"}
 MIN_SIZE = 32
-NOTEBOOK_01 = "notebooks/01_data_exploration.ipynb"
+NOTEBOOK_01 = NOTEBOOKS["01"]
 
 # Decoded formats accepted (what Pillow finds in the bytes, whatever the suffix says). A JPEG carrying
 # several pictures opens as MPO; it is JPEG here and then refused for having more than one frame.

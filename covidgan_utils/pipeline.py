@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from . import config, runs, settings
-from .files import RunLock, RunLockError, StorageError, atomic_path, read_json, write_json
+from .files import RunLock, RunLockError, StorageError, read_json, write_json
 
 STATE = "pipeline.json"
 
@@ -180,90 +180,3 @@ def _fmt(seconds: float) -> str:
 def _done_list(state: dict) -> str:
     done = [k for k, v in state.get("notebooks", {}).items() if v.get("status") == "done"]
     return "finished: " + (", ".join(done) if done else "none")
-
-
-def _compact_png(b64: str) -> str:
-    """Re-encode a notebook PNG smaller: gray images as 8-bit gray, colour ones with a 256-colour palette."""
-    import base64
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    img = Image.open(io.BytesIO(base64.b64decode(b64))).convert("RGB")
-    arr = np.asarray(img, dtype=np.int16)
-    gray = int(np.abs(arr - arr.mean(axis=2, keepdims=True)).max()) <= 3
-    small = img.convert("L") if gray else img.quantize(colors=256)
-    buf = io.BytesIO()
-    small.save(buf, format="PNG", optimize=True)
-    out = base64.b64encode(buf.getvalue()).decode()
-    return out if len(out) < len(b64) else b64
-
-
-def clean_notebook(src: Path, dst: Path) -> None:
-    """Copy an executed notebook for committing: drop the injected-parameters cell and machine metadata."""
-    import nbformat
-
-    nb = nbformat.read(str(src), as_version=4)
-    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
-    for cell in nb.cells:
-        meta = cell.get("metadata", {})
-        for key in ("papermill", "execution", "ExecuteTime"):
-            meta.pop(key, None)
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            png = output.get("data", {}).get("image/png")
-            if png:
-                output["data"]["image/png"] = _compact_png(png)
-    nb.metadata.pop("papermill", None)
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.metadata["language_info"] = {"name": "python"}
-    with atomic_path(dst) as tmp:
-        nbformat.write(nb, str(tmp))
-
-
-ABSOLUTE_PATH = r"(?<![\w.])/(?:work|tmp|root|home|Users|private|var)/[\w.-]+"
-
-
-def refuse_real_data(run_path: Path) -> None:
-    """Stop unless the run was made on the built-in phantoms: published notebooks must never carry real X-rays."""
-    info_path = run_path / "data" / "info.json"
-    state_path = run_path / STATE
-    info = read_json(info_path) if info_path.is_file() else {}
-    state = read_json(state_path) if state_path.is_file() else {}
-    if info.get("phantoms") is not True or state.get("data_dir") is not None:
-        source = "real data" if info.get("phantoms") is False or state.get("data_dir") else "unknown data (no data/info.json)"
-        raise PipelineError(
-            f"{config.rel(run_path)} was made from {source}; its notebooks would carry X-rays or their statistics "
-            "into the repository. Only runs on the built-in phantoms are published. Fix: publish a phantom run "
-            "(make notebooks), and keep real-data runs under runs/ (gitignored)."
-        )
-
-
-def publish(run_dir, dest=None, max_kb: int = 1024) -> list[Path]:
-    """Copy a finished run's executed notebooks over notebooks/ (cleaned), checking size and machine paths."""
-    import re
-
-    run_path = config.resolve(run_dir=str(run_dir), claim=False).run_dir
-    dest = Path(dest) if dest else notebooks_dir()
-    refuse_real_data(run_path)
-    executed = sorted((run_path / "executed").glob("[0-9][0-9]_*.ipynb"))
-    executed = [p for p in executed if not p.name.endswith(".failed.ipynb")]
-    if not executed:
-        raise PipelineError(f"No executed notebooks in {config.rel(run_path)}/executed. Run the pipeline first.")
-    written, problems = [], []
-    for src in executed:
-        out = dest / src.name
-        clean_notebook(src, out)
-        text = out.read_text()
-        kb = len(text.encode()) // 1024
-        if kb > max_kb:
-            problems.append(f"{out.name} is {kb} KB (limit {max_kb} KB)")
-        found = sorted(set(re.findall(ABSOLUTE_PATH, text)))
-        if found:
-            problems.append(f"{out.name} holds machine paths: {', '.join(found[:3])}")
-        written.append(out)
-        print(f"published {config.rel(out)} ({kb} KB)")
-    if problems:
-        raise PipelineError("Published notebooks need attention:\n  - " + "\n  - ".join(problems))
-    return written

@@ -15,18 +15,13 @@ import hashlib
 import json
 from pathlib import Path
 
+from . import NOTEBOOKS as ALL_NOTEBOOKS
 from .config import Config, rel
 from .data import NOTEBOOK_01, DataError
 from .files import write_json
 
 FILE = "provenance.json"
-NOTEBOOKS = {
-    "01_data_exploration": "notebooks/01_data_exploration.ipynb",
-    "02_pytorch_cgan": "notebooks/02_pytorch_cgan.ipynb",
-    "03_tensorflow_cgan": "notebooks/03_tensorflow_cgan.ipynb",
-    "04_synthetic_data": "notebooks/04_synthetic_data.ipynb",
-    "05_vgg16_transfer_learning": "notebooks/05_vgg16_transfer_learning.ipynb",
-}
+NOTEBOOKS = {Path(path).stem: path for path in ALL_NOTEBOOKS.values()}  # by stem, as stamps name them
 COMPARED = ("profile", "image_size", "split")
 
 

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import CLASSES, provenance
+from . import CLASSES, NOTEBOOKS, provenance
 from .config import rel
 from .files import read_json, storage_error, user_umask, write_csv, write_json
 
 FRAMEWORKS = ("torch", "tf")
 GAN_FOLDERS = {"torch": "torch_gan", "tf": "tf_gan"}
-GAN_NOTEBOOKS = {"torch": "notebooks/02_pytorch_cgan.ipynb", "tf": "notebooks/03_tensorflow_cgan.ipynb"}
-NOTEBOOK_04 = "notebooks/04_synthetic_data.ipynb"
+GAN_NOTEBOOKS = {"torch": NOTEBOOKS["02"], "tf": NOTEBOOKS["03"]}
+NOTEBOOK_04 = NOTEBOOKS["04"]
 MANIFEST_COLUMNS = ["path", "label", "seed"]
 MIN_RANGE = 1  # rejected: an image whose pixels all have one value (blank or constant)
 FLAT_RANGE = 8  # warned about: fewer gray levels than this (an untrained generator's flat gray)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from covidgan_utils import config, pipeline, runs
+from covidgan_utils import config, pipeline, publish, runs
 from covidgan_utils.files import write_json
 
 
@@ -157,11 +157,11 @@ def test_publish_refuses_a_run_on_real_data(tmp_path):
     dest = tmp_path / "notebooks"
     dest.mkdir()
     with pytest.raises(pipeline.PipelineError, match="real data"):
-        pipeline.publish(run_dir, dest=dest)
+        publish.publish(run_dir, dest=dest)
     (run_dir / "data" / "info.json").unlink()
     write_json(run_dir / pipeline.STATE, {"data_dir": None})
     with pytest.raises(pipeline.PipelineError, match="unknown data"):
-        pipeline.publish(run_dir, dest=dest)
+        publish.publish(run_dir, dest=dest)
     assert list(dest.iterdir()) == []
 
 

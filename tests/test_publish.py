@@ -1,0 +1,26 @@
+"""Publishing executed notebooks: the injected-parameters cell goes, execution counts run 1..N, no machine metadata."""
+
+import nbformat
+
+from covidgan_utils import publish
+
+
+def test_clean_notebook_drops_the_injected_cell_and_renumbers(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("profile = None", execution_count=1)
+    params.metadata["tags"] = ["parameters"]
+    injected = nbformat.v4.new_code_cell('profile = "demo"', execution_count=2)
+    injected.metadata["tags"] = ["injected-parameters"]
+    injected.metadata["papermill"] = {"duration": 0.1}
+    work = nbformat.v4.new_code_cell("1 + 1", execution_count=3)
+    work.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)]
+    nb.cells = [nbformat.v4.new_markdown_cell("# title"), params, injected, work]
+    nb.metadata["papermill"] = {"parameters": {"profile": "demo"}}
+    src, dst = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
+    nbformat.write(nb, str(src))
+    publish.clean_notebook(src, dst)
+    out = nbformat.read(str(dst), as_version=4)
+    codes = [c for c in out.cells if c.cell_type == "code"]
+    assert [c.source for c in codes] == ["profile = None", "1 + 1"]
+    assert [c.execution_count for c in codes] == [1, 2] and codes[1].outputs[0]["execution_count"] == 2
+    assert "papermill" not in out.metadata and out.metadata["kernelspec"]["name"] == "python3"
