@@ -6,7 +6,7 @@ STAMP := $(VENV)/.covidgan-installed
 RUN_DIR ?= runs/demo
 DATA_DIR ?=
 
-.PHONY: setup demo test lab figures paper smoke notebooks studies lint clean-runs
+.PHONY: setup demo test lab figures paper paper-smoke smoke notebooks studies lint clean-runs
 
 setup: $(STAMP)
 
@@ -40,6 +40,13 @@ figures: setup
 paper: setup
 	@test -n "$(DATA_DIR)" || (echo "Usage: make paper DATA_DIR=/path/to/COVID-19_Radiography_Dataset" && exit 2)
 	$(PY) -m covidgan_utils run --profile paper --data-dir $(DATA_DIR) --run-dir runs/paper --resume
+
+## paper-smoke: the paper's settings (128 px, full-width GANs, the report's batch sizes) for 2 epochs on 128 px phantoms,
+## VGG16 from a local file (VGG16_FILE=path; without one a random-init file is written to data/ and said so)
+VGG16_FILE ?=
+paper-smoke: setup
+	$(PY) -m covidgan_utils run --profile paper-smoke --run-dir runs/paper-smoke --overwrite \
+		-p vgg_weights $(if $(VGG16_FILE),$(VGG16_FILE),$$($(PY) -m covidgan_utils vgg16-file data/vgg16-random-init.pth))
 
 ## studies: notebook 07 on the demo profile: two GAN-option runs (same epochs as the demo run), a size and a seed sweep (about 2 h on 2 CPU cores)
 studies: demo

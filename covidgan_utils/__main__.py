@@ -1,4 +1,4 @@
-"""Command line: ``python -m covidgan_utils {phantoms,run,sweep,figures,publish} ...``."""
+"""Command line: ``python -m covidgan_utils {phantoms,run,sweep,figures,publish,vgg16-file} ...``."""
 
 from __future__ import annotations
 
@@ -68,13 +68,36 @@ def _sweep(argv) -> int:
     return sweeps.main(argv)
 
 
-COMMANDS = {"phantoms": _phantoms, "run": _run, "sweep": _sweep, "figures": _figures, "publish": _publish}
+def _vgg16_file(argv) -> int:
+    """Write a random-init VGG16 state_dict to PATH (once) and print PATH: a local weights file for paper-smoke."""
+    ap = argparse.ArgumentParser(prog="python -m covidgan_utils vgg16-file", description=_vgg16_file.__doc__)
+    ap.add_argument("path")
+    args = ap.parse_args(argv)
+    from pathlib import Path
+
+    path = Path(args.path)
+    if not path.exists():
+        import torch
+        from torchvision.models import vgg16
+
+        from .files import atomic_path
+
+        torch.manual_seed(0)
+        print(f"writing a RANDOM-INIT VGG16 (not ImageNet) to {path}: it tests the local-file path only", file=sys.stderr)
+        with atomic_path(path) as tmp:
+            torch.save(vgg16(weights=None).state_dict(), tmp)
+    print(path)
+    return 0
+
+
+COMMANDS = {"phantoms": _phantoms, "run": _run, "sweep": _sweep, "figures": _figures, "publish": _publish,
+            "vgg16-file": _vgg16_file}
 
 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: python -m covidgan_utils {phantoms,run,sweep,figures,publish} [options]   (add -h after a command for its options)")
+        print("usage: python -m covidgan_utils {" + ",".join(COMMANDS) + "} [options]   (add -h after a command for its options)")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     return COMMANDS[argv[0]](argv[1:])
 

@@ -285,6 +285,9 @@ _PROFILE_CHANGES: dict[str, dict[str, Any]] = {
     },
     # The report's settings: real data, 128x128, width 1, 1000 epochs, ImageNet VGG16.
     "paper": {"phantom_size": 256, "gan_seeds": [0, 1, 2]},
+    # The paper's settings for two epochs on 128 px phantoms: proves the instructor's path on a CPU and
+    # times it on a GPU (make paper-smoke passes a local VGG16 file as vgg_weights).
+    "paper-smoke": {"torch_epochs": 2, "tf_epochs": 2, "checkpoint_every": 1, "sample_every": 1, "gan_seeds": [0, 1, 2]},
 }
 
 

@@ -30,7 +30,7 @@ def test_paper_profile_has_the_reports_settings():
     assert paper["torch_epochs"] == paper["tf_epochs"] == 1000
     assert (paper["torch_batch_size"], paper["tf_batch_size"]) == (64, 32)
     assert paper["vgg_epochs"] == 20 and paper["vgg_weights"] == "imagenet"
-    assert set(config.PROFILES) == {"smoke", "demo", "paper"}
+    assert set(config.PROFILES) == {"smoke", "demo", "paper", "paper-smoke"}
 
 
 def test_resolve_precedence(monkeypatch, tmp_path):
