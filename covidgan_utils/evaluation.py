@@ -194,7 +194,7 @@ def summarize(
     vs_copies = {}
     if "real+copies" in conditions:  # does the GAN beat simply rebalancing the classes with copies?
         for cond in conditions:
-            if cond.startswith("real+") and cond != "real+copies":
+            if cond.startswith("real+") and cond not in ("real+copies", "real+classweight"):
                 vs_copies[cond] = paired_test(predictions, conditions, "real+copies", cond)
     analysis = {"paired": [], "equivalence": [], "primary": None, "method": None}
     if len(conditions):

@@ -57,13 +57,14 @@ def prior_corrected(prob_covid, n_covid: int, n_normal: int) -> np.ndarray:
 
 
 def add_prior_corrected(predictions, train_info: dict | None, base: str = "real"):
-    """``predictions`` plus rows of ``real:prior-corrected`` (from ``base``'s training counts); unchanged without them."""
+    """``predictions`` plus rows of ``real:prior-corrected`` (from ``base``'s training counts); unchanged without
+    the counts, or when the classes were balanced (the offset is 0)."""
     import pandas as pd
 
     counts = (train_info or {}).get(base, {}).get("n_train_per_class") or {}
     n_covid, n_normal = counts.get(CLASSES[1]), counts.get(CLASSES[0])
     sub = predictions[predictions["condition"] == base]
-    if not n_covid or not n_normal or sub.empty or (predictions["condition"] == PRIOR_CORRECTED).any():
+    if not n_covid or not n_normal or n_covid == n_normal or sub.empty or (predictions["condition"] == PRIOR_CORRECTED).any():
         return predictions
     extra = sub.copy()
     extra["condition"] = PRIOR_CORRECTED

@@ -12,7 +12,8 @@ How the computation is organised (and why it is exact):
   image to 128x128; smaller in the faster profiles. VGG16's adaptive average pool makes any
   size >= 32 work (five 2x2 max-pools need at least 32 px to leave one pixel).
 - Head: cross-entropy on 2 outputs, Adam lr 1e-3 (the Keras default the report's code relied on),
-  batch 32, 20 epochs (paper), no class weights (paper), head init N(0, 0.01) like torchvision's VGG.
+  batch 32, 20 epochs (paper), no class weights (paper; the control ``real+classweight`` weights the
+  classes n / (2 n_class), scikit-learn's "balanced"), head init N(0, 0.01) like torchvision's VGG.
 """
 
 from __future__ import annotations
@@ -39,8 +40,17 @@ VGG16_SHA256_PREFIX = "397923af"  # published in the file name (torch.hub's chec
 VGG16_BYTES = 553_433_881  # 528 MB, said before the download starts
 N_FEATURES = 4096
 MIN_IMAGE_SIZE = 32
-CONDITIONS = ("real", "real+torch", "real+tf", "real+copies", "synthetic-only:torch", "synthetic-only:tf")
-"""``real+copies`` is the no-GAN control: each class topped up to the same target with copies of real images."""
+CONDITIONS = (
+    "real",
+    "real+torch",
+    "real+tf",
+    "real+copies",
+    "real+classweight",
+    "synthetic-only:torch",
+    "synthetic-only:tf",
+)
+"""No-GAN controls: ``real+copies`` tops each class up to the same target with copies of real images;
+``real+classweight`` trains on the real images with a class-weighted loss (weights n / (2 n_class))."""
 NOTEBOOK_04 = "notebooks/04_synthetic_data.ipynb"
 
 
@@ -267,9 +277,20 @@ def extract_features(
 
 
 def train_head(
-    features, labels, *, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3, seed: int = 0, device=None
+    features,
+    labels,
+    *,
+    epochs: int = 20,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    device=None,
+    class_weight=None,
 ):
-    """Train only the last layer on cached features; returns (head, losses per epoch)."""
+    """Train only the last layer on cached features; returns (head, losses per epoch).
+
+    ``class_weight``: None (the paper) or one loss weight per class, in CLASSES order.
+    """
     device = device or "cpu"
     x = torch.as_tensor(np.asarray(features), dtype=torch.float32, device=device)
     with head_threads(device):  # everything here is small: one thread for the whole loop
@@ -282,11 +303,21 @@ def train_head(
             lr=lr,
             seed=seed,
             device=device,
+            class_weight=class_weight,
         )
 
 
 def train_head_plain(
-    model, images, labels, image_size: int, *, epochs: int = 20, batch_size: int = 32, lr: float = 1e-3, seed: int = 0
+    model,
+    images,
+    labels,
+    image_size: int,
+    *,
+    epochs: int = 20,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    class_weight=None,
 ):
     """The plain way, for comparison: re-run the frozen VGG16 (eval mode) on every batch of every epoch."""
     device = next(model.parameters()).device
@@ -306,12 +337,20 @@ def train_head_plain(
         lr=lr,
         seed=seed,
         device=device,
+        class_weight=class_weight,
     )
 
 
-def _fit(get_batch, labels, n_features: int, *, epochs, batch_size, lr, seed, device):
+def _fit(get_batch, labels, n_features: int, *, epochs, batch_size, lr, seed, device, class_weight=None):
     """Shared training loop: same head init, same shuffling, same optimiser for both ways."""
     y = torch.as_tensor(np.asarray(labels), dtype=torch.int64, device=device)
+    weight = None
+    if class_weight is not None:
+        weight = torch.as_tensor(np.asarray(class_weight, dtype=np.float32), device=device)
+        if weight.shape != (len(CLASSES),) or not bool((weight > 0).all()):
+            raise ValueError(
+                f"class_weight must hold {len(CLASSES)} positive weights in CLASSES order {CLASSES}, not {class_weight!r}."
+            )
     n = len(y)
     head = new_head(n_features, len(CLASSES), seed).to(device)
     opt = torch.optim.Adam(head.parameters(), lr=lr)
@@ -323,7 +362,7 @@ def _fit(get_batch, labels, n_features: int, *, epochs, batch_size, lr, seed, de
             idx = idx.to(device)
             x = get_batch(idx)
             with head_threads(device):
-                loss = F.cross_entropy(head(x), y[idx])
+                loss = F.cross_entropy(head(x), y[idx], weight=weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -377,11 +416,24 @@ def condition_sources(condition: str) -> list[str]:
         return ["real"]
     if condition == "real+copies":
         return ["real"]  # topped up with copies of real images (see topup_indices)
+    if condition == "real+classweight":
+        return ["real"]  # the real images, a class-weighted loss (see balanced_class_weight)
     if condition.startswith("real+"):
         return ["real", condition.split("+", 1)[1]]
     if condition.startswith("synthetic-only:"):
         return [condition.split(":", 1)[1]]
     raise ValueError(f"Unknown condition {condition!r}; known: {CONDITIONS}")
+
+
+def balanced_class_weight(labels) -> np.ndarray:
+    """Loss weight per class, n / (2 n_class): scikit-learn's compute_class_weight("balanced")."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    labels = np.asarray(labels)
+    missing = [CLASSES[k] for k in range(len(CLASSES)) if not (labels == k).any()]
+    if missing:
+        raise ValueError(f"Class weights need every class in the training labels; none of {missing}.")
+    return compute_class_weight("balanced", classes=np.arange(len(CLASSES)), y=labels)
 
 
 def topup_indices(labels, target_per_class: int, seed: int = 0) -> np.ndarray:
@@ -489,7 +541,8 @@ def run_conditions(
 
     predictions: one row per validation image, condition and seed
     (condition, seed, path, label, prob_covid, pred). Conditions whose data is absent are skipped;
-    ``real+copies`` needs ``target_per_class`` (its copies are drawn anew for each seed).
+    ``real+copies`` needs ``target_per_class`` (its copies are drawn anew for each seed);
+    ``real+classweight`` trains on the real images with balanced class weights (``balanced_class_weight``).
     """
     import pandas as pd
 
@@ -521,6 +574,8 @@ def run_conditions(
             "n_train": int(len(y)),
             "n_train_per_class": {c: int((y == k).sum()) for k, c in enumerate(CLASSES)},
         }
+        if cond == "real+classweight":
+            info[cond]["class_weight"] = dict(zip(CLASSES, map(float, balanced_class_weight(y))))
     frames = []
     jobs = [(c, s) for c in runnable for s in seeds]
     for cond, seed in tqdm(jobs, desc="training heads", disable=not progress, leave=False):
@@ -532,7 +587,10 @@ def run_conditions(
             srcs = condition_sources(cond)
             x = np.concatenate([features[s][0] for s in srcs])
             y = np.concatenate([features[s][1] for s in srcs])
-        head, losses = train_head(x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        weight = balanced_class_weight(y) if cond == "real+classweight" else None
+        head, losses = train_head(
+            x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, class_weight=weight
+        )
         prob = predict_proba(head, val_x)
         info[cond].setdefault("final_loss", {})[int(seed)] = losses[-1] if losses else None
         frames.append(
@@ -576,10 +634,17 @@ def experiment_settings(cfg, weights_info: dict, batch_size: int = 32, lr: float
         "epochs": int(cfg.vgg_epochs),
         "batch_size": batch_size,
         "optimizer": f"Adam lr {lr:g}",
-        "class_weights": None,
+        "class_weights": {"real+classweight": "balanced: n / (2 n_class) from its training counts", "others": None},
         "trained": "classifier[6] only (4096 -> 2); frozen layers in eval mode (dropout off), features cached once per image",
         "seeds": [int(s) for s in cfg.seeds],
+        "gan_seeds": [int(s) for s in _setting(cfg, "gan_seeds", [0])],
     }
+
+
+def _setting(cfg, name: str, default):
+    """A setting the profile may not define yet (read with a default)."""
+    settings = getattr(cfg, "settings", None)
+    return settings.get(name, default) if hasattr(settings, "get") else getattr(cfg, name, default)
 
 
 def run_experiment(cfg, conditions=CONDITIONS, progress: bool = True, device=None, write: bool = True) -> dict:

@@ -153,17 +153,37 @@ def fake_features(n, shift, seed):
 def test_run_conditions_skips_missing_and_writes_contract(tmp_path):
     feats = {"real": fake_features(30, 3.0, 0), "val": fake_features(20, 3.0, 1), "torch": fake_features(24, 3.0, 2)}
     preds, info, skipped = transfer.run_conditions(feats, seeds=[0, 1], epochs=10, progress=False)
-    assert set(preds["condition"]) == {"real", "real+torch", "synthetic-only:torch"}
+    assert set(preds["condition"]) == {"real", "real+torch", "real+classweight", "synthetic-only:torch"}
     assert set(skipped) == {"real+tf", "real+copies", "synthetic-only:tf"} and "04_synthetic_data" in skipped["real+tf"]
     assert info["real+torch"]["n_train"] == 54
     assert info["synthetic-only:torch"]["n_train_per_class"] == {"Normal": 12, "COVID": 12}
-    assert len(preds) == 3 * 2 * 20 and preds["pred"].isin([0, 1]).all()
+    assert len(preds) == 4 * 2 * 20 and preds["pred"].isin([0, 1]).all()
     from covidgan_utils import evaluation
 
     results = evaluation.summarize(preds, train_info=info, skipped=skipped)
     assert results["conditions"]["real"]["n_train"] == 30
-    assert set(results["mcnemar"]) == {"real+torch", "synthetic-only:torch"}
+    assert set(results["mcnemar"]) == {"real+torch", "real+classweight", "synthetic-only:torch"}  # balanced: no prior shift
     assert results["conditions"]["real"]["accuracy"] > 0.8  # the features carry the class: the head learns it
+
+
+def test_class_weighted_control_weights_the_loss():
+    labels = np.array([1] * 3 + [0] * 9)
+    np.testing.assert_allclose(transfer.balanced_class_weight(labels), [12 / (2 * 9), 12 / (2 * 3)])
+    with pytest.raises(ValueError, match="COVID"):
+        transfer.balanced_class_weight(np.zeros(5, int))
+    rng = np.random.default_rng(0)
+    y = (np.arange(60) % 4 == 0).astype(np.int64)  # 15 COVID, 45 Normal: small for testing
+    x = rng.normal(0, 1, (60, 16)).astype(np.float32)
+    x[:, 0] += 0.8 * (2 * y - 1)
+    plain, loss_plain = transfer.train_head(x, y, epochs=3, batch_size=8, seed=0)
+    ones, loss_ones = transfer.train_head(x, y, epochs=3, batch_size=8, seed=0, class_weight=[1.0, 1.0])
+    assert loss_ones == pytest.approx(loss_plain, abs=1e-6)  # equal weights: the paper's loss
+    weighted, _ = transfer.train_head(x, y, epochs=30, batch_size=8, seed=0, class_weight=transfer.balanced_class_weight(y))
+    unweighted, _ = transfer.train_head(x, y, epochs=30, batch_size=8, seed=0)
+    # the minority class gets a larger weight: more images are called COVID
+    assert (transfer.predict_proba(weighted, x) >= 0.5).sum() > (transfer.predict_proba(unweighted, x) >= 0.5).sum()
+    with pytest.raises(ValueError, match="class_weight"):
+        transfer.train_head(x, y, epochs=1, class_weight=[1.0])
 
 
 def test_copies_control_tops_up_with_real_images():
@@ -220,14 +240,27 @@ def test_run_experiment_end_to_end(tmp_path, monkeypatch):
     results = transfer.run_experiment(cfg, progress=False)
     saved = json.loads((cfg.run_dir / "transfer" / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
-    assert set(saved["conditions"]) == {"real", "real+torch", "real+copies", "synthetic-only:torch"}
+    assert set(saved["conditions"]) == {
+        "real",
+        "real:prior-corrected",
+        "real+torch",
+        "real+copies",
+        "real+classweight",
+        "synthetic-only:torch",
+    }
     assert saved["conditions"]["real+copies"]["n_train_per_class"] == {"Normal": 12, "COVID": 12}
     assert set(saved["mcnemar_vs_copies"]) == {"real+torch"}
     assert saved["conditions"]["real+torch"]["n_train"] == 18 + 6
     assert saved["conditions"]["real"]["n_val"] == 12 and saved["conditions"]["real"]["seeds"] == [0, 1]
     assert saved["vgg_weights"] == "random" and "real+tf" in saved["skipped_conditions"]
     preds = pd.read_csv(cfg.run_dir / "transfer" / "predictions.csv")
-    assert len(preds) == 4 * 2 * 12
+    assert len(preds) == 5 * 2 * 12  # the prior-corrected condition is derived, not stored
+    assert saved["gan_seeds"] == [0] and saved["conditions"]["real+classweight"]["class_weight"] == pytest.approx(
+        {"Normal": 18 / 20, "COVID": 18 / 16}
+    )
+    assert [e for e in saved["paired"] if e["primary"]] == [
+        e for e in saved["paired"] if e["metric"] == "roc_auc" and e["b"] == "real+torch" and e["a"] == saved["primary"]["control"]
+    ]
     val_paths = data_mod.read_manifest(cfg).query("split == 'val'")["path"].tolist()
     assert preds.loc[preds["condition"] == "real", "path"].tolist()[:12] == val_paths
 
