@@ -156,3 +156,134 @@ def test_reading_is_computed_from_the_numbers():
     text = "\n".join(evaluation.reading(results))
     assert "one image = 0.52 accuracy points" in text
     assert "+4.0 images" in text and "real+torch" in text
+
+
+# ----------------------------------------------------------------------------- reading: classifier or threshold?
+
+TRAIN_COUNTS = {"real": {"n_train": 932, "n_train_per_class": {"Normal": 601, "COVID": 331}}}
+
+
+def scored_predictions(conditions: dict, n_covid=72, n_normal=120, seeds=(0, 1, 2), seed=0):
+    """Predictions from known scores, small for testing: {condition: f(labels, score) -> P(COVID)}, tiny per-seed noise."""
+    from scipy.special import expit
+
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.ones(n_covid, int), np.zeros(n_normal, int)]
+    score = (2 * y - 1) + rng.normal(0, 1, len(y))
+    rows = []
+    for name, f in conditions.items():
+        for s in seeds:
+            noise = np.random.default_rng([seed, s, len(rows)]).normal(0, 0.01, len(y))
+            prob = expit(f(y, score) + noise)
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "condition": name,
+                        "seed": s,
+                        "path": [f"v{i}" for i in range(len(y))],
+                        "label": y,
+                        "prob_covid": prob,
+                        "pred": (prob >= 0.5).astype(int),
+                    }
+                )
+            )
+    return pd.concat(rows, ignore_index=True)
+
+
+CONSERVATIVE_REAL = lambda y, s: s - 1.5  # noqa: E731  trained at 331/601: few COVID calls
+SAME_RANKING = lambda y, s: s  # noqa: E731  the same scores with the threshold moved: AUC cannot change
+
+
+def test_threshold_shift_only_is_not_a_better_classifier():
+    preds = scored_predictions(
+        {"real": CONSERVATIVE_REAL, "real+classweight": SAME_RANKING, "real+copies": SAME_RANKING, "real+tf": SAME_RANKING}
+    )
+    results = evaluation.summarize(preds, train_info=TRAIN_COUNTS, settings={"gan_seeds": [0]})
+    conds = results["conditions"]
+    assert conds["real+tf"]["roc_auc"] == pytest.approx(conds["real"]["roc_auc"], abs=1e-3)  # AUC flat
+    assert conds["real+tf"]["accuracy"] > conds["real"]["accuracy"] + 0.05
+    assert conds["real+tf"]["balanced_accuracy"] > conds["real"]["balanced_accuracy"] + 0.1
+    gain = next(e for e in results["paired"] if (e["a"], e["b"], e["metric"]) == ("real", "real+tf", "accuracy"))
+    assert gain["p"] < 0.05  # a real, paired accuracy gain...
+    v = evaluation.verdict(results, "real+tf")
+    assert v["kind"] == "threshold moved" and v["control"] == "real+classweight"  # ...that the control explains
+    line = next(l for l in evaluation.reading(results) if l.startswith("real+tf:"))
+    assert "not a better classifier" in line and "a better classifier" not in line.replace("not a better classifier", "")
+    assert "threshold" in line and "real+classweight" in line and "equivalent" in line
+    assert "One GAN seed (0)" in "\n".join(evaluation.reading(results))
+
+
+def test_threshold_shift_without_the_class_weight_control_claims_nothing():
+    preds = scored_predictions({"real": CONSERVATIVE_REAL, "real+tf": SAME_RANKING})
+    results = evaluation.summarize(preds, train_info=TRAIN_COUNTS)
+    v = evaluation.verdict(results, "real+tf")
+    assert v["kind"] == "threshold moved" and "real+classweight did not run" in v["text"]
+    assert "real:prior-corrected" in v["text"]  # the prior-corrected threshold still names what it matches
+
+
+def test_real_auc_gain_is_a_better_classifier():
+    preds = scored_predictions(
+        {
+            "real": CONSERVATIVE_REAL,
+            "real+classweight": SAME_RANKING,
+            "real+copies": SAME_RANKING,
+            "real+torch": lambda y, s: s + 1.5 * (2 * y - 1),  # more separation: a better ranking
+        }
+    )
+    results = evaluation.summarize(preds, train_info=TRAIN_COUNTS)
+    primary = [e for e in results["paired"] if e["primary"]]
+    assert len(primary) == 1 and primary[0]["b"] == "real+torch" and primary[0]["holm_p"] < 0.05
+    v = evaluation.verdict(results, "real+torch")
+    assert v["kind"] == "better classifier"
+    line = next(l for l in evaluation.reading(results) if l.startswith("real+torch:"))
+    assert "a better classifier" in line and "not a better classifier" not in line
+
+
+def test_better_operating_point_needs_both_controls_beaten():
+    preds = scored_predictions(
+        {
+            "real": lambda y, s: s - 3.0,
+            "real+classweight": lambda y, s: s - 2.5,  # class weights that undercorrect
+            "real+tf": SAME_RANKING,
+        }
+    )
+    results = evaluation.summarize(preds, train_info=TRAIN_COUNTS)
+    v = evaluation.verdict(results, "real+tf")
+    assert v["kind"] == "better operating point" and "not a better classifier" in v["text"]
+
+
+def test_no_difference_and_inconclusive_are_verdicts():
+    same = evaluation.summarize(scored_predictions({"real": SAME_RANKING, "real+tf": SAME_RANKING}), train_info=TRAIN_COUNTS)
+    assert evaluation.verdict(same, "real+tf")["kind"] == "no difference"
+    j1, j2 = np.random.default_rng(3).normal(0, 0.7, (2, 192))  # two equally noisy classifiers: same true AUC
+    noisy = evaluation.summarize(
+        scored_predictions({"real": lambda y, s: s + j1, "real+tf": lambda y, s: s + j2}), train_info=TRAIN_COUNTS
+    )
+    v = evaluation.verdict(noisy, "real+tf")
+    assert v["kind"] == "inconclusive" and "not inside" in v["text"]
+
+
+def test_results_contract_for_the_paired_statistics(tmp_path):
+    preds = scored_predictions(
+        {"real": CONSERVATIVE_REAL, "real+classweight": SAME_RANKING, "real+copies": SAME_RANKING, "real+tf": SAME_RANKING}
+    )
+    results = evaluation.summarize(preds, train_info=TRAIN_COUNTS, settings={"gan_seeds": [3]})
+    json.dumps(results, allow_nan=False)
+    for c in results["conditions"].values():
+        for key in ("balanced_accuracy", "balanced_accuracy_ci", "roc_auc_ci", "brier", "accuracy", "accuracy_ci"):
+            assert key in c
+        low, high = c["roc_auc_ci"]
+        assert low <= c["roc_auc"] <= high
+    for key in ("paired", "power", "equivalence", "gan_seeds", "procedure_error_rate", "mcnemar"):
+        assert key in results
+    assert results["gan_seeds"] == [3] and results["n_val_per_class"] == {"Normal": 120, "COVID": 72}
+    entry = results["paired"][0]
+    assert set(entry) >= {"a", "b", "metric", "method", "estimate", "interval", "p", "primary", "holm_p"}
+    assert results["procedure_error_rate"]["raw_gain"] is not None
+    assert results["power"]["report_gains"] == {"real+torch": pytest.approx(0.016), "real+tf": pytest.approx(0.022)}
+    text = "\n".join(evaluation.reading(results))
+    assert "assumed independent" in text and "+1.6 and +2.2 points" in text and "6 images" in text
+    assert "seed-matched" not in text  # no counting of significant seeds
+    table = evaluation.paired_table(results, primary_only=True)
+    assert list(table["b - a"]) == [f"real+tf - {results['primary']['control']}"]
+    assert len(evaluation.power_frame(results)) == 3
