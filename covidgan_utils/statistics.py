@@ -44,7 +44,9 @@ PRIMARY_RULE = (
 def prior_offset(n_covid: int, n_normal: int) -> float:
     """The logit offset log(n_normal / n_covid) that moves a classifier trained at that class ratio to equal priors."""
     if n_covid <= 0 or n_normal <= 0:
-        raise ValueError(f"n_covid and n_normal must both be positive (got {n_covid}, {n_normal}): they are training counts.")
+        raise ValueError(
+            f"n_covid and n_normal must both be positive (got {n_covid}, {n_normal}): they are training counts."
+        )
     return math.log(n_normal / n_covid)
 
 
@@ -64,7 +66,13 @@ def add_prior_corrected(predictions, train_info: dict | None, base: str = "real"
     counts = (train_info or {}).get(base, {}).get("n_train_per_class") or {}
     n_covid, n_normal = counts.get(CLASSES[1]), counts.get(CLASSES[0])
     sub = predictions[predictions["condition"] == base]
-    if not n_covid or not n_normal or n_covid == n_normal or sub.empty or (predictions["condition"] == PRIOR_CORRECTED).any():
+    if (
+        not n_covid
+        or not n_normal
+        or n_covid == n_normal
+        or sub.empty
+        or (predictions["condition"] == PRIOR_CORRECTED).any()
+    ):
         return predictions
     extra = sub.copy()
     extra["condition"] = PRIOR_CORRECTED
@@ -80,7 +88,9 @@ def seed_matrix(predictions, condition: str, paths=None):
     """(paths, labels, probabilities shaped (seeds, images)) of one condition, images in ``paths`` order."""
     sub = predictions[predictions["condition"] == condition]
     if sub.empty:
-        raise ValueError(f"No predictions for condition {condition!r}; present: {sorted(set(predictions['condition']))}.")
+        raise ValueError(
+            f"No predictions for condition {condition!r}; present: {sorted(set(predictions['condition']))}."
+        )
     table = sub.pivot_table(index="path", columns="seed", values="prob_covid", aggfunc="first", sort=False)
     labels = sub.groupby("path", sort=False)["label"].first()
     paths = list(labels.index) if paths is None else list(paths)
@@ -238,9 +248,7 @@ def analyse(predictions, conditions: dict, n_resamples: int = 2000, seed: int = 
     ones = np.ones((1, len(labels)))
     boot = {c: weighted_metrics(labels, probs[c], counts) for c in names}
     point = {c: {m: float(v[0]) for m, v in weighted_metrics(labels, probs[c], ones).items()} for c in names}
-    intervals = {
-        c: {f"{m}_ci": percentile_interval(boot[c][m], 1 - alpha) for m in BOOTSTRAP_METRICS} for c in names
-    }
+    intervals = {c: {f"{m}_ci": percentile_interval(boot[c][m], 1 - alpha) for m in BOOTSTRAP_METRICS} for c in names}
     decided = {c: (probs[c].mean(0) >= 0.5).astype(np.int64) == labels for c in names}
     control = best_control(conditions)
     paired, equivalence = [], []
@@ -261,7 +269,11 @@ def analyse(predictions, conditions: dict, n_resamples: int = 2000, seed: int = 
             mask = {"accuracy": slice(None), "sensitivity": labels == 1, "specificity": labels == 0}.get(metric)
             if mask is not None:
                 entry["mcnemar_p"] = exact_mcnemar(decided[a][mask], decided[b][mask])
-                entry["mcnemar_on"] = {"accuracy": "all images", "sensitivity": "COVID images", "specificity": "Normal images"}[metric]
+                entry["mcnemar_on"] = {
+                    "accuracy": "all images",
+                    "sensitivity": "COVID images",
+                    "specificity": "Normal images",
+                }[metric]
             paired.append(entry)
             if metric in ("roc_auc", "accuracy"):
                 eq = tost(d, EQUIVALENCE_MARGIN, alpha)
@@ -347,7 +359,9 @@ def mcnemar_power(n: int, discordance: float, delta: float, alpha: float = 0.05)
     return float(binom.pmf(np.arange(n + 1), n, discordance) @ inner)
 
 
-def mcnemar_mde(n: int = 192, discordance: float = 0.10, alpha: float = 0.05, power: float = 0.80, method: str = "exact"):
+def mcnemar_mde(
+    n: int = 192, discordance: float = 0.10, alpha: float = 0.05, power: float = 0.80, method: str = "exact"
+):
     """Minimum detectable accuracy gain of a paired comparison on n images (a fraction; None if out of reach).
 
     method="exact": the smallest gain whose exact power (``mcnemar_power``) reaches ``power`` (bisection);
@@ -371,7 +385,9 @@ def mcnemar_mde(n: int = 192, discordance: float = 0.10, alpha: float = 0.05, po
     return float(high)
 
 
-def power_table(n: int = 192, discordances=(0.05, 0.10, 0.20), alpha: float = 0.05, power: float = 0.80, report_gains=None) -> dict:
+def power_table(
+    n: int = 192, discordances=(0.05, 0.10, 0.20), alpha: float = 0.05, power: float = 0.80, report_gains=None
+) -> dict:
     """The minimum detectable effect at several discordance rates (never post-hoc power), for results.json."""
     rows = []
     for psi in discordances:
@@ -400,7 +416,9 @@ def power_table(n: int = 192, discordances=(0.05, 0.10, 0.20), alpha: float = 0.
 # ----------------------------------------------------------------------------- the report's procedure
 
 
-def procedure_error_rate(predictions, condition: str = "real", n_sim: int = 2000, seed: int = 0, alpha: float = 0.05) -> dict:
+def procedure_error_rate(
+    predictions, condition: str = "real", n_sim: int = 2000, seed: int = 0, alpha: float = 0.05
+) -> dict:
     """How often the report's procedure declares a gain where there is none, simulated from this run's predictions.
 
     Two heads of ``condition`` that differ only in their seed have the same true performance. Each simulated

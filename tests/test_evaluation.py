@@ -196,7 +196,12 @@ SAME_RANKING = lambda y, s: s  # noqa: E731  the same scores with the threshold 
 
 def test_threshold_shift_only_is_not_a_better_classifier():
     preds = scored_predictions(
-        {"real": CONSERVATIVE_REAL, "real+classweight": SAME_RANKING, "real+copies": SAME_RANKING, "real+tf": SAME_RANKING}
+        {
+            "real": CONSERVATIVE_REAL,
+            "real+classweight": SAME_RANKING,
+            "real+copies": SAME_RANKING,
+            "real+tf": SAME_RANKING,
+        }
     )
     results = evaluation.summarize(preds, train_info=TRAIN_COUNTS, settings={"gan_seeds": [0]})
     conds = results["conditions"]
@@ -207,8 +212,10 @@ def test_threshold_shift_only_is_not_a_better_classifier():
     assert gain["p"] < 0.05  # a real, paired accuracy gain...
     v = evaluation.verdict(results, "real+tf")
     assert v["kind"] == "threshold moved" and v["control"] == "real+classweight"  # ...that the control explains
-    line = next(l for l in evaluation.reading(results) if l.startswith("real+tf:"))
-    assert "not a better classifier" in line and "a better classifier" not in line.replace("not a better classifier", "")
+    line = next(s for s in evaluation.reading(results) if s.startswith("real+tf:"))
+    assert "not a better classifier" in line and "a better classifier" not in line.replace(
+        "not a better classifier", ""
+    )
     assert "threshold" in line and "real+classweight" in line and "equivalent" in line
     assert "One GAN seed (0)" in "\n".join(evaluation.reading(results))
 
@@ -235,7 +242,7 @@ def test_real_auc_gain_is_a_better_classifier():
     assert len(primary) == 1 and primary[0]["b"] == "real+torch" and primary[0]["holm_p"] < 0.05
     v = evaluation.verdict(results, "real+torch")
     assert v["kind"] == "better classifier"
-    line = next(l for l in evaluation.reading(results) if l.startswith("real+torch:"))
+    line = next(s for s in evaluation.reading(results) if s.startswith("real+torch:"))
     assert "a better classifier" in line and "not a better classifier" not in line
 
 
@@ -253,7 +260,9 @@ def test_better_operating_point_needs_both_controls_beaten():
 
 
 def test_no_difference_and_inconclusive_are_verdicts():
-    same = evaluation.summarize(scored_predictions({"real": SAME_RANKING, "real+tf": SAME_RANKING}), train_info=TRAIN_COUNTS)
+    same = evaluation.summarize(
+        scored_predictions({"real": SAME_RANKING, "real+tf": SAME_RANKING}), train_info=TRAIN_COUNTS
+    )
     assert evaluation.verdict(same, "real+tf")["kind"] == "no difference"
     j1, j2 = np.random.default_rng(3).normal(0, 0.7, (2, 192))  # two equally noisy classifiers: same true AUC
     noisy = evaluation.summarize(
@@ -265,7 +274,12 @@ def test_no_difference_and_inconclusive_are_verdicts():
 
 def test_results_contract_for_the_paired_statistics(tmp_path):
     preds = scored_predictions(
-        {"real": CONSERVATIVE_REAL, "real+classweight": SAME_RANKING, "real+copies": SAME_RANKING, "real+tf": SAME_RANKING}
+        {
+            "real": CONSERVATIVE_REAL,
+            "real+classweight": SAME_RANKING,
+            "real+copies": SAME_RANKING,
+            "real+tf": SAME_RANKING,
+        }
     )
     results = evaluation.summarize(preds, train_info=TRAIN_COUNTS, settings={"gan_seeds": [3]})
     json.dumps(results, allow_nan=False)

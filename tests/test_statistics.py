@@ -142,7 +142,9 @@ def test_percentile_interval_agrees_with_scipy_bootstrap_when_there_is_one_class
     prob = rng.uniform(0.2, 0.9, 60)
     boot = st.weighted_metrics(y, prob, st.stratified_counts(y, 4000, seed=2))["accuracy"]
     ours = st.percentile_interval(boot)
-    ref = sps.bootstrap(((prob >= 0.5).astype(float),), np.mean, n_resamples=4000, method="percentile", random_state=rng)
+    ref = sps.bootstrap(
+        ((prob >= 0.5).astype(float),), np.mean, n_resamples=4000, method="percentile", random_state=rng
+    )
     assert ours == pytest.approx([ref.confidence_interval.low, ref.confidence_interval.high], abs=0.02)
 
 

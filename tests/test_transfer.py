@@ -162,7 +162,8 @@ def test_run_conditions_skips_missing_and_writes_contract(tmp_path):
 
     results = evaluation.summarize(preds, train_info=info, skipped=skipped)
     assert results["conditions"]["real"]["n_train"] == 30
-    assert set(results["mcnemar"]) == {"real+torch", "real+classweight", "synthetic-only:torch"}  # balanced: no prior shift
+    balanced = {"real+torch", "real+classweight", "synthetic-only:torch"}  # 15/15 training images: no prior shift
+    assert set(results["mcnemar"]) == balanced
     assert results["conditions"]["real"]["accuracy"] > 0.8  # the features carry the class: the head learns it
 
 
@@ -178,7 +179,9 @@ def test_class_weighted_control_weights_the_loss():
     plain, loss_plain = transfer.train_head(x, y, epochs=3, batch_size=8, seed=0)
     ones, loss_ones = transfer.train_head(x, y, epochs=3, batch_size=8, seed=0, class_weight=[1.0, 1.0])
     assert loss_ones == pytest.approx(loss_plain, abs=1e-6)  # equal weights: the paper's loss
-    weighted, _ = transfer.train_head(x, y, epochs=30, batch_size=8, seed=0, class_weight=transfer.balanced_class_weight(y))
+    weighted, _ = transfer.train_head(
+        x, y, epochs=30, batch_size=8, seed=0, class_weight=transfer.balanced_class_weight(y)
+    )
     unweighted, _ = transfer.train_head(x, y, epochs=30, batch_size=8, seed=0)
     # the minority class gets a larger weight: more images are called COVID
     assert (transfer.predict_proba(weighted, x) >= 0.5).sum() > (transfer.predict_proba(unweighted, x) >= 0.5).sum()
@@ -259,7 +262,9 @@ def test_run_experiment_end_to_end(tmp_path, monkeypatch):
         {"Normal": 18 / 20, "COVID": 18 / 16}
     )
     assert [e for e in saved["paired"] if e["primary"]] == [
-        e for e in saved["paired"] if e["metric"] == "roc_auc" and e["b"] == "real+torch" and e["a"] == saved["primary"]["control"]
+        e
+        for e in saved["paired"]
+        if e["metric"] == "roc_auc" and e["b"] == "real+torch" and e["a"] == saved["primary"]["control"]
     ]
     val_paths = data_mod.read_manifest(cfg).query("split == 'val'")["path"].tolist()
     assert preds.loc[preds["condition"] == "real", "path"].tolist()[:12] == val_paths
