@@ -29,7 +29,7 @@ CATALOGUE = {
     "torch_samples_over_training": ("fixed-noise PyTorch samples at several epochs", "-"),
     "tf_samples_over_training": ("fixed-noise TensorFlow samples at several epochs", "-"),
     "transfer_accuracy": (
-        "VGG16 validation accuracy per condition: mean, 95% interval, each seed",
+        "VGG16 validation accuracy and balanced accuracy per condition: mean, 95% interval, each seed, majority-class rate",
         "Section 4 results",
     ),
     "gan_options": ("plain cGAN vs DiffAugment vs ACGAN: KID, TSTR and real + GAN accuracy (notebook 07)", "-"),
@@ -183,36 +183,65 @@ def samples_over_training(run_dir: Path, fw: str, max_epochs: int = 6, per_class
 
 
 def transfer_accuracy(run_dir: Path):
-    """Accuracy per condition with its 95% interval and one dot per seed, report numbers as reference lines."""
+    """Accuracy and balanced accuracy per condition with 95% intervals, seeds as dots, the majority-class rate
+    and the report's numbers as reference lines; the y axis starts at a value stated on it."""
     import matplotlib.pyplot as plt
 
     path = run_dir / "transfer" / "results.json"
     if not path.exists():
         return None
-    results = read_json(path)["conditions"]
+    saved = read_json(path)
+    results = saved["conditions"]
     names = list(results)
-    fig, ax = plt.subplots(figsize=(1.6 * len(names) + 2, 3.6))
-    for i, name in enumerate(names):
-        c = results[name]
-        low, high = c["accuracy_ci"]
-        ax.bar(i, c["accuracy"], color=f"C{i}", alpha=0.6)
-        ax.errorbar(i, c["accuracy"], yerr=[[c["accuracy"] - low], [high - c["accuracy"]]], color="k", capsize=4)
-        seeds = [s["accuracy"] for s in c.get("per_seed", [])]
-        ax.scatter(np.full(len(seeds), i) + np.linspace(-0.15, 0.15, len(seeds)), seeds, color="k", s=12, zorder=3)
+    majority = _majority_rate(saved)
+    fig, ax = plt.subplots(figsize=(1.5 * len(names) + 2.6, 3.8))
+    lows = []
+    for key, label, color, dx in (
+        ("accuracy", "accuracy (Wilson 95%)", "C0", -0.19),
+        ("balanced_accuracy", "balanced accuracy (bootstrap 95%)", "C1", 0.19),
+    ):
+        for i, name in enumerate(names):
+            c = results[name]
+            value, interval = c.get(key), c.get(f"{key}_ci")
+            if value is None:
+                continue
+            ax.bar(i + dx, value, width=0.36, color=color, alpha=0.6, label=label if i == 0 else None)
+            if interval and None not in interval:
+                low, high = interval
+                lows.append(low)
+                ax.errorbar(i + dx, value, yerr=[[value - low], [high - value]], color="k", capsize=3, lw=1)
+            seeds = [s[key] for s in c.get("per_seed", []) if s.get(key) is not None]
+            offsets = np.linspace(-0.1, 0.1, len(seeds)) if len(seeds) > 1 else np.zeros(len(seeds))
+            ax.scatter(i + dx + offsets, seeds, color="k", s=8, zorder=3)
+    if majority is not None:
+        ax.axhline(majority, color="C3", lw=1.2, label=f"majority-class rate {majority:.3f} (always 'Normal')")
     for value, label, style in [
         (0.958, "report: real 0.958", ":"),
         (0.974, "report: +PyTorch GAN 0.974", "--"),
         (0.98, "report: +TF GAN 0.98", "-."),
     ]:
         ax.axhline(value, ls=style, lw=1, color="gray", label=label)
+    bottom = min([0.5, *lows, *([majority] if majority is not None else [])])
+    bottom = 0.5 if bottom >= 0.5 else np.floor(bottom * 10) / 10
+    ax.set_ylim(bottom, 1.0)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_xticks(range(len(names)), names, rotation=20)
-    lows = [results[n]["accuracy_ci"][0] for n in names]
-    ax.set_ylim(max(0.0, min(lows) - 0.05), 1.0)
-    ax.set_ylabel("validation accuracy")
-    ax.set_title("VGG16, last layer trained: mean over seeds, 95% interval, seeds as dots")
+    ax.set_ylabel(f"validation score (axis starts at {bottom:.2f})")
+    ax.set_title("VGG16, last layer trained: mean over head seeds, 95% interval, seeds as dots", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _majority_rate(saved: dict) -> float | None:
+    """Share of the larger class in the validation set: the accuracy of always answering that class."""
+    counts = saved.get("n_val_per_class")
+    if not counts:
+        first = next(iter(saved["conditions"].values()), {})
+        cm = (first.get("per_seed") or [{}])[0].get("confusion_matrix")
+        counts = {k: sum(row) for k, row in enumerate(cm)} if cm else None
+    if not counts or not sum(counts.values()):
+        return None
+    return max(counts.values()) / sum(counts.values())
 
 
 def data_samples(run_dir: Path, per_class: int = 8):

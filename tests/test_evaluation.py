@@ -301,3 +301,25 @@ def test_results_contract_for_the_paired_statistics(tmp_path):
     table = evaluation.paired_table(results, primary_only=True)
     assert list(table["b - a"]) == [f"real+tf - {results['primary']['control']}"]
     assert len(evaluation.power_frame(results)) == 3
+
+
+def test_accuracy_figure_shows_balanced_accuracy_and_the_majority_rate(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from covidgan_utils import figures
+
+    preds = scored_predictions({"real": CONSERVATIVE_REAL, "real+tf": SAME_RANKING}, seeds=(0, 1))
+    results = evaluation.summarize(preds, train_info=TRAIN_COUNTS, n_resamples=200)
+    evaluation.write_results(tmp_path, results, preds)
+    fig = figures.transfer_accuracy(tmp_path)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert "majority-class rate 0.625 (always 'Normal')" in labels
+    assert any(label.startswith("balanced accuracy") for label in labels)
+    assert len(ax.patches) == 2 * len(results["conditions"])  # accuracy and balanced accuracy per condition
+    bottom = ax.get_ylim()[0]
+    assert f"axis starts at {bottom:.2f}" in ax.get_ylabel() and bottom <= 0.625
+    plt.close(fig)
