@@ -13,6 +13,7 @@ def pytest_configure(config):
     if not os.environ.get("COVIDGAN_RUN_DIR"):
         os.environ["COVIDGAN_RUN_DIR"] = tempfile.mkdtemp(prefix="covidgan-nbval-")
     os.environ.setdefault("COVIDGAN_PROGRESS", "0")
+    os.environ.setdefault("COVIDGAN_INTERACTIVE", "0")  # nbval: the explorer draws its static figure
     os.environ.setdefault("COVIDGAN_OFFLINE", "1")  # tests never reach the internet (downloads are tested on 127.0.0.1)
     os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

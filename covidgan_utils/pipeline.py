@@ -15,6 +15,7 @@ from . import config, runs, settings
 from .files import RunLock, RunLockError, StorageError, read_json, write_json
 
 STATE = "pipeline.json"
+HEADLESS_ENV = {"COVIDGAN_PROGRESS": "0", "COVIDGAN_INTERACTIVE": "0"}  # nobody watches a headless run
 
 
 class PipelineError(RuntimeError):
@@ -95,8 +96,8 @@ def _run_unlocked(
     write_json(state_path, state)
     executed = run_path / "executed"
     executed.mkdir(exist_ok=True)
-    env_before = os.environ.get("COVIDGAN_PROGRESS")
-    os.environ["COVIDGAN_PROGRESS"] = "0"
+    env_before = {name: os.environ.get(name) for name in HEADLESS_ENV}
+    os.environ.update(HEADLESS_ENV)  # the kernels inherit it: no progress bars, static figures instead of widgets
     try:
         for i, book in enumerate(books, 1):
             name = book.stem
@@ -135,10 +136,11 @@ def _run_unlocked(
             write_json(state_path, state)
             print(f" done in {_fmt(seconds)}", flush=True)
     finally:
-        if env_before is None:
-            os.environ.pop("COVIDGAN_PROGRESS", None)
-        else:
-            os.environ["COVIDGAN_PROGRESS"] = env_before
+        for name, value in env_before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
     total = sum(v.get("seconds", 0) for v in state["notebooks"].values())
     print(f"All {len(books)} notebook(s) done; total {_fmt(total)}. Executed notebooks: {config.rel(executed)}")
     return state
