@@ -15,6 +15,9 @@ from .files import atomic_path, read_json
 from .pipeline import STATE, PipelineError, notebooks_dir
 
 
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
 def _compact_png(b64: str) -> str:
     """Re-encode a notebook PNG smaller: gray images as 8-bit gray, colour ones with a 256-colour palette."""
     import base64
@@ -55,6 +58,10 @@ def clean_notebook(src: Path, dst: Path) -> None:
             png = output.get("data", {}).get("image/png")
             if png:
                 output["data"]["image/png"] = _compact_png(png)
+    for cell in nb.cells:  # widget views need a live kernel; a committed notebook keeps only plain outputs
+        if cell.get("outputs"):
+            cell["outputs"] = [o for o in cell["outputs"] if WIDGET_VIEW not in o.get("data", {})]
+    nb.metadata.pop("widgets", None)
     nb.metadata.pop("papermill", None)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}

@@ -14,13 +14,17 @@ def test_clean_notebook_drops_the_injected_cell_and_renumbers(tmp_path):
     injected.metadata["papermill"] = {"duration": 0.1}
     work = nbformat.v4.new_code_cell("1 + 1", execution_count=3)
     work.outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)]
-    nb.cells = [nbformat.v4.new_markdown_cell("# title"), params, injected, work]
+    widget = nbformat.v4.new_code_cell("explore()", execution_count=4)
+    widget.outputs = [nbformat.v4.new_output("display_data", {publish.WIDGET_VIEW: {"model_id": "abc"}, "text/plain": "Tab()"})]
+    nb.cells = [nbformat.v4.new_markdown_cell("# title"), params, injected, work, widget]
     nb.metadata["papermill"] = {"parameters": {"profile": "demo"}}
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"abc": {}}}}
     src, dst = tmp_path / "in.ipynb", tmp_path / "out.ipynb"
     nbformat.write(nb, str(src))
     publish.clean_notebook(src, dst)
     out = nbformat.read(str(dst), as_version=4)
     codes = [c for c in out.cells if c.cell_type == "code"]
-    assert [c.source for c in codes] == ["profile = None", "1 + 1"]
-    assert [c.execution_count for c in codes] == [1, 2] and codes[1].outputs[0]["execution_count"] == 2
+    assert [c.source for c in codes] == ["profile = None", "1 + 1", "explore()"]
+    assert [c.execution_count for c in codes] == [1, 2, 3] and codes[1].outputs[0]["execution_count"] == 2
+    assert codes[2].outputs == [] and "widgets" not in out.metadata
     assert "papermill" not in out.metadata and out.metadata["kernelspec"]["name"] == "python3"
