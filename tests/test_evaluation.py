@@ -299,7 +299,8 @@ def test_results_contract_for_the_paired_statistics(tmp_path):
     assert "assumed independent" in text and "+1.6 and +2.2 points" in text and "6 images" in text
     assert "seed-matched" not in text  # no counting of significant seeds
     table = evaluation.paired_table(results, primary_only=True)
-    assert list(table["b - a"]) == [f"real+tf - {results['primary']['control']}"]
+    assert list(table.index) == [f"real+tf - {results['primary']['control']}"] and table["primary"].all()
+    assert table.iloc[0]["roc_auc"][1:].startswith("0.000 [") and "p=" in table.iloc[0]["accuracy"]
     assert len(evaluation.power_frame(results)) == 3
 
 
