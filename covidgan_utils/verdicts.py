@@ -176,7 +176,10 @@ def reading(results: dict) -> list[str]:
                 "the spread across GAN seeds is in the seed sweep (notebook 07, make studies)."
             )
         else:
-            lines.append(f"GAN seeds {gan_seeds}: each is its own sub-run; compare them in notebook 07.")
+            lines.append(
+                f"GAN seeds {gan_seeds} are set for this run, each its own sub-run; the numbers above come from one "
+                "run directory, so compare the sub-runs (notebook 07) before reading a GAN effect."
+            )
     lines += _procedure_lines(results)
     return lines
 
