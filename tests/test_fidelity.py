@@ -187,8 +187,12 @@ def test_evaluate_run_writes_the_contract(tmp_path):
     (cfg.run_dir / "data").mkdir(parents=True)
     manifest.to_csv(cfg.path("data", "manifest.csv"), index=False)
     write_json(cfg.path("data", "info.json"), {"phantoms": True})
-    write_npz(cfg.path("data", f"arrays_{size}.npz"), images=np.stack(images), sha256=manifest["sha256"].to_numpy(str),
-              decoder_version=data.DECODER_VERSION)
+    write_npz(
+        cfg.path("data", f"arrays_{size}.npz"),
+        images=np.stack(images),
+        sha256=manifest["sha256"].to_numpy(str),
+        decoder_version=data.DECODER_VERSION,
+    )
     with pytest.raises(FileNotFoundError, match="04_synthetic_data"):
         fidelity.prepare(cfg)
     syn = cfg.path("synthetic", "torch")
@@ -221,8 +225,19 @@ def test_evaluate_run_writes_the_contract(tmp_path):
     assert m["diversity_over_epochs"]["all"][1] > m["diversity_over_epochs"]["all"][0]
     assert saved["reference"]["majority_rate"] == pytest.approx(0.5, abs=1e-9)
     assert len(saved["reading"]) == 2 and saved["reading"][0].startswith("torch:")
+    # the fixed feature space: its version, the real-vs-real reference, and each framework's numbers beside it
+    assert saved["fixed"]["features"]["name"] == "fixed-v1"
+    ref = saved["fixed"]["real_vs_real"]
+    assert ref["n_real"] == ref["n_fake"] == {"Normal": 6, "COVID": 6}
+    fixed = m["fixed"]
+    assert fixed["n_real"] == {"Normal": 6, "COVID": 6} and fixed["n_fake"] == {"Normal": 6, "COVID": 6}
+    assert fixed["real_vs_real"]["recall"] == ref["recall"] and isinstance(fixed["recall"], float)
+    assert fixed["recall_name"].startswith("PRDC recall, k=5, n_real=6+6, n_fake=6+6")
+    assert fixed["recall_name"] in saved["reading"][0]
     table = fidelity.summary_table(saved)
     assert list(table.columns) == ["held-out real", "torch"]
+    assert table.loc["recall (fixed-v1)", "held-out real"] == pytest.approx(ref["recall"])
+    assert table.loc["KID (fixed-v1)", "torch"] == pytest.approx(fixed["kid"])
 
 
 def test_frechet_with_more_dimensions_than_images_matches_sqrtm():
@@ -235,3 +250,170 @@ def test_frechet_with_more_dimensions_than_images_matches_sqrtm():
         ((x.mean(0) - y.mean(0)) ** 2).sum() + np.trace(s_x + s_y) - 2 * np.real(np.trace(linalg.sqrtm(s_x @ s_y)))
     )
     assert fidelity.frechet_distance(x, y) == pytest.approx(by_sqrtm, rel=1e-6)
+
+
+# ----------------------------------------------------------------------------- against the field's libraries
+
+
+class _PassThrough:
+    """A torch module that hands torchmetrics the feature vectors it is given (the features are computed here)."""
+
+    def __new__(cls, dim):
+        import torch
+
+        module = torch.nn.Identity()
+        module.num_features = dim
+        return module
+
+
+def test_kid_matches_torchmetrics():
+    torch = pytest.importorskip("torch")
+    kid_module = pytest.importorskip("torchmetrics.image.kid")
+    rng = np.random.default_rng(20)
+    x, y = rng.normal(size=(60, 16)), rng.normal(size=(60, 16)) * 1.3 + 0.4
+    # subsets as large as the sets: every subset is the whole set, so both sample the same MMD^2
+    metric = kid_module.KernelInceptionDistance(feature=_PassThrough(16), subsets=3, subset_size=60)
+    metric.update(torch.as_tensor(x), real=True)
+    metric.update(torch.as_tensor(y), real=False)
+    theirs, theirs_sd = (float(v) for v in metric.compute())
+    ours = fidelity.kid(x, y, subset_size=60, n_subsets=3)
+    assert ours["kid"] == pytest.approx(theirs, rel=1e-9, abs=1e-12)
+    assert ours["kid_std"] == pytest.approx(theirs_sd, abs=1e-9)
+    # random subsets of unequal sets: the same estimator, so the means agree within the subset spread
+    y_big = rng.normal(size=(90, 16)) * 1.3 + 0.4
+    metric = kid_module.KernelInceptionDistance(feature=_PassThrough(16), subsets=200, subset_size=40)
+    metric.update(torch.as_tensor(x), real=True)
+    metric.update(torch.as_tensor(y_big), real=False)
+    theirs, theirs_sd = (float(v) for v in metric.compute())
+    ours = fidelity.kid(x, y_big, subset_size=40, n_subsets=200)
+    assert ours["kid"] == pytest.approx(theirs, abs=0.5 * theirs_sd)
+    assert ours["kid_std"] == pytest.approx(theirs_sd, rel=0.3)
+    a, b = x[:40], y[:40]
+    assert fidelity.mmd2(a, b) == pytest.approx(
+        float(kid_module.poly_mmd(torch.as_tensor(a), torch.as_tensor(b))), rel=1e-9
+    )
+
+
+@pytest.mark.parametrize("n_x, n_y, dim", [(200, 150, 8), (30, 40, 100)])
+def test_frechet_matches_torchmetrics(n_x, n_y, dim):
+    torch = pytest.importorskip("torch")
+    fid_module = pytest.importorskip("torchmetrics.image.fid")
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(n_x, dim))
+    y = rng.normal(size=(n_y, dim)) @ np.diag(np.linspace(0.5, 2.0, dim)) + 0.3
+    metric = fid_module.FrechetInceptionDistance(feature=_PassThrough(dim))
+    metric.update(torch.as_tensor(x), real=True)
+    metric.update(torch.as_tensor(y), real=False)
+    assert fidelity.frechet_distance(x, y) == pytest.approx(float(metric.compute()), rel=1e-6)
+
+
+def test_prdc_matches_the_reference_package(capsys):
+    reference = pytest.importorskip("prdc")
+    rng = np.random.default_rng(22)
+    real = rng.normal(size=(80, 10))
+    fake = np.concatenate([rng.normal(size=(40, 10)) * 0.5, rng.normal(size=(30, 10)) + 1.5])
+    for k in (3, 5):
+        theirs = reference.compute_prdc(real_features=real, fake_features=fake, nearest_k=k)
+        ours = fidelity.prdc(real, fake, k=k)
+        for key in ("precision", "recall", "density", "coverage"):
+            assert ours[key] == pytest.approx(float(theirs[key]), abs=1e-12), (k, key)
+    capsys.readouterr()  # the reference package prints its sample sizes
+
+
+# ----------------------------------------------------------------------------- the fixed feature space
+
+
+def _pattern(size=64):
+    yy, xx = np.mgrid[0:size, 0:size]
+    return ((xx * 3 + yy * yy // 16) % 256).astype(np.uint8)[None, ..., None]
+
+
+def test_fixed_features_are_pinned():
+    """The fixed map's values are part of its version: if this fails, raise FEATURES_VERSION and re-record references."""
+    f = fidelity.fixed_features(_pattern())
+    assert fidelity.FEATURES_VERSION == 1 and fidelity.FEATURES_NAME == "fixed-v1"
+    assert f.shape == (1, fidelity.FEATURES_DIM) == (1, 64)
+    assert f[0, :4] == pytest.approx([-0.23294577, 0.05895413, 0.00067326, 0.07545709], abs=1e-7)
+    assert np.linalg.norm(f) == pytest.approx(1.07799186840565, rel=1e-6)
+
+
+def test_fixed_features_learn_nothing_from_the_batch():
+    rng = np.random.default_rng(23)
+    images = rng.integers(0, 256, (6, 64, 64, 1), dtype=np.uint8)
+    batch = fidelity.fixed_features(images)
+    one_by_one = np.concatenate([fidelity.fixed_features(images[i : i + 1]) for i in range(6)])
+    assert np.allclose(batch, one_by_one, atol=1e-12)
+    assert np.allclose(fidelity.fixed_features(images[..., 0]), batch, atol=1e-12)  # (N, H, W) reads the same
+    assert np.allclose(fidelity.fixed_features(images.astype(np.float32) / 255), batch, atol=1e-6)
+    # other image sizes land in the same space: 128 px block-averages to the same 32 x 32 as 64 px
+    big = np.repeat(np.repeat(images, 2, axis=1), 2, axis=2)
+    assert np.allclose(fidelity.fixed_features(big), batch, atol=1e-6)  # float32 block means: rounding only
+    assert fidelity.fixed_features(images[:0]).shape == (0, 64)
+
+
+def _two_class_images(n_per_class, rng, brightness=(90, 150), noise=30, size=32):
+    x = np.concatenate([_images(n_per_class, v, rng, size, noise) for v in brightness])
+    return x, np.repeat([0, 1], n_per_class)
+
+
+def test_real_vs_real_reference_and_a_generated_set_beside_it():
+    rng = np.random.default_rng(24)
+    real_x, real_y = _two_class_images(41, rng)
+    a, b = fidelity.real_halves(real_y)
+    assert not set(a) & set(b) and len(a) == len(b) == 40  # 20 + 20 each: the odd image of a class is left out
+    assert (np.bincount(real_y[a]) == [20, 20]).all() and (np.bincount(real_y[b]) == [20, 20]).all()
+    like_x, like_y = _two_class_images(50, rng)
+    dark_x, dark_y = _two_class_images(50, rng, brightness=(40, 60))
+    out = fidelity.fixed_space(real_x, real_y, {"like": (like_x, like_y), "dark": (dark_x, dark_y)}, subset_size=20)
+    ref, like, dark = out["real_vs_real"], out["like"], out["dark"]
+    assert out["features"]["name"] == "fixed-v1" and out["features"]["dim"] == 64
+    assert like["n_fake"] == ref["n_fake"] == {"Normal": 20, "COVID": 20}  # compared at the same size
+    assert (
+        ref["recall_name"]
+        == "PRDC recall, k=5, n_real=20+20, n_fake=20+20 (Normal+COVID), fixed-v1 features, class mean"
+    )
+    assert abs(ref["kid"]) < 0.1 * dark["kid"] and abs(like["kid"]) < 0.1 * dark["kid"]
+    assert dark["recall"] < 0.1 < ref["recall"] and like["recall"] > 0.5
+    assert dark["fd"] > 2 * max(ref["fd"], like["fd"])  # 20 images in 64 dimensions: FD is mostly bias here
+
+
+# ----------------------------------------------------------------------------- one pixel path, one probe
+
+
+def test_one_pixel_path_block_mean_and_box_resize_agree():
+    rng = np.random.default_rng(25)
+    images = rng.integers(0, 256, (3, 64, 64, 1), dtype=np.uint8)
+    by_blocks = fidelity.pixels(images, 32)
+    from PIL import Image
+
+    by_box = np.stack(
+        [np.asarray(Image.fromarray(a).resize((32, 32), Image.Resampling.BOX)).ravel() for a in fidelity.gray01(images)]
+    )
+    assert np.allclose(by_blocks, by_box, atol=1e-5)
+    assert fidelity.pixels(rng.integers(0, 256, (2, 48, 48), dtype=np.uint8), 32).shape == (2, 1024)
+
+
+def test_gan_test_is_quality_class_fidelity():
+    from covidgan_utils import quality
+
+    assert quality.class_fidelity is fidelity.gan_test and quality.diversity is fidelity.diversity
+    rng = np.random.default_rng(26)
+    real_x, real_y = _two_class_images(20, rng, noise=20)
+    fake_x, fake_y = _two_class_images(15, rng, noise=20)
+    out = quality.class_fidelity(real_x, real_y, fake_x, fake_y, seed=0)
+    assert out["accuracy"] == pytest.approx(1.0) and out["real_cv_accuracy"] == pytest.approx(1.0)
+    assert out["chance"] == pytest.approx(0.5) and set(out["per_class_recall"]) == {"Normal", "COVID"}
+    swapped = fidelity.gan_test(real_x, real_y, fake_x, 1 - fake_y)  # a generator that draws the other class
+    assert swapped["accuracy"] == pytest.approx(0.0) and swapped["balanced_accuracy"] == pytest.approx(0.0)
+    one_class = fidelity.gan_test(real_x[real_y == 0], real_y[real_y == 0], fake_x, fake_y)
+    assert math.isnan(one_class["real_cv_accuracy"]) and one_class["accuracy"] == pytest.approx(0.5)
+
+
+def test_fidelity_loads_weights_only():
+    from pathlib import Path
+
+    import covidgan_utils.fidelity as package
+
+    text = "".join(p.read_text() for p in Path(package.__file__).parent.glob("*.py"))
+    calls = text.count("torch.load(")
+    assert calls >= 1 and text.count("weights_only=True") >= calls and "weights_only=False" not in text
