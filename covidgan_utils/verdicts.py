@@ -48,7 +48,8 @@ def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
     auc = stats.find(paired, "real", cond, "roc_auc")
     primary = next((e for e in paired if e["primary"] and e["b"] == cond), None)
     is_gan = cond in stats.GAN_CONDITIONS
-    if is_gan and primary is not None and primary["holm_p"] < alpha and primary["estimate"] > 0:
+    holm_p = None if primary is None else primary.get("holm_p")
+    if is_gan and holm_p is not None and holm_p < alpha and primary["estimate"] > 0:
         text = (
             f"a better classifier: its ROC AUC beats the best no-GAN control {primary['a']} "
             f"({_diff(primary)}, Holm p = {_fmt(primary['holm_p'])}, a primary comparison)"
@@ -110,15 +111,15 @@ def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
         return {"kind": "better operating point", "text": text, "control": None}
     r, c_ = conds["real"], conds[cond]
     shift = (
-        f"sensitivity {r['sensitivity']:.2f} -> {c_['sensitivity']:.2f}, "
-        f"specificity {r['specificity']:.2f} -> {c_['specificity']:.2f}"
+        f"sensitivity {_num(r['sensitivity'], 2)} -> {_num(c_['sensitivity'], 2)}, "
+        f"specificity {_num(r['specificity'], 2)} -> {_num(c_['specificity'], 2)}"
     )
     text = f"not a better classifier: {auc_text}; the {name} gain ({_diff(gain)}) is the decision threshold moving ({shift})"
     explaining = [c for c in vs if not beaten[c]]
     control = max(explaining, key=lambda c: conds[c][metric]) if explaining else None
     if control is not None:
         text += (
-            f": {control} ({CONTROL_DESCRIPTIONS[control]}, no GAN images) reaches {name} {conds[control][metric]:.3f} "
+            f": {control} ({CONTROL_DESCRIPTIONS[control]}, no GAN images) reaches {name} {_num(conds[control][metric])} "
             f"({cond} - {control}: {_diff(vs[control])})"
         )
     if missing:
@@ -147,15 +148,15 @@ def reading(results: dict) -> list[str]:
             f"{stats.PRIOR_CORRECTED}: real's probabilities with the logit shifted by log({counts[CLASSES[0]]}/"
             f"{counts[CLASSES[1]]}) = {pc['logit_offset']:.3f}, from the training counts (no threshold is tuned on "
             f"validation images): accuracy {base['accuracy']:.3f} -> {pc['accuracy']:.3f}, sensitivity "
-            f"{base['sensitivity']:.2f} -> {pc['sensitivity']:.2f}, specificity {base['specificity']:.2f} -> "
-            f"{pc['specificity']:.2f}, same ROC AUC."
+            f"{_num(base['sensitivity'], 2)} -> {_num(pc['sensitivity'], 2)}, specificity {_num(base['specificity'], 2)} -> "
+            f"{_num(pc['specificity'], 2)}, same ROC AUC."
         )
     primary = results.get("primary") or {}
     if primary.get("control"):
         control = primary["control"]
         lines.append(
             f"Primary comparisons (fixed in advance): {primary['rule']}. Best no-GAN control in this run: {control} "
-            f"(ROC AUC {conds[control]['roc_auc']:.3f})."
+            f"(ROC AUC {_num(conds[control]['roc_auc'])})."
         )
     for cond, c in conds.items():
         if cond in ("real", stats.PRIOR_CORRECTED):
@@ -221,8 +222,8 @@ def _procedure_lines(results: dict) -> list[str]:
     ]
 
 
-def _num(x) -> str:
-    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+def _num(x, digits: int = 3) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
 def _fmt(p) -> str:
