@@ -9,8 +9,9 @@ own training images, so its KID moves whenever the data or the split moves. The 
    32 x 32 image; each gradient's magnitude is shared linearly between the two nearest of 8 circular bins of
    unsigned orientation; summed over 4 x 4 cells of 8 x 8 pixels and divided by 64; each cell's 8 bins
    L2-normalised as h / sqrt(|h|^2 + 0.02^2); times 1/4;
-3. the 1152 values (1024 + 128) times a Gaussian matrix (1152 x 64, entries N(0, 1/64)) drawn from numpy's
-   legacy ``RandomState(FEATURES_SEED)``, whose stream numpy keeps fixed across versions: 64 features.
+3. the 1152 values (1024 + 128) times a standard Gaussian matrix (1152 x 64) drawn from numpy's legacy
+   ``RandomState(FEATURES_SEED)``, whose stream numpy keeps fixed across versions: 64 features, each of
+   magnitude about 1 on X-rays, so that KID's kernel (x.y / 64 + 1)^3 works on the scale it was made for.
 The block weights give both blocks about the same spread across images, on the real sample
 (COVID-19 Radiography Database) and on the phantoms alike; the projection keeps distances (Johnson-
 Lindenstrauss) and leaves fewer dimensions than images, so the Fréchet distance is well posed.
@@ -50,7 +51,7 @@ DESCRIPTION = (
 @functools.lru_cache(maxsize=1)
 def _projection() -> np.ndarray:
     n_in = FEATURES_SIZE**2 + (FEATURES_SIZE // CELL) ** 2 * ORIENTATIONS
-    matrix = np.random.RandomState(FEATURES_SEED).standard_normal((n_in, FEATURES_DIM)) / math.sqrt(FEATURES_DIM)
+    matrix = np.random.RandomState(FEATURES_SEED).standard_normal((n_in, FEATURES_DIM))
     matrix.setflags(write=False)
     return matrix
 
