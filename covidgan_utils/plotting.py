@@ -10,12 +10,21 @@ from . import CLASSES
 
 DPI = 80
 
+# One meaning per colour in every figure (seaborn's colorblind palette): frameworks, classes, and controls.
+FRAMEWORK_COLORS = {"torch": "#0173B2", "tf": "#DE8F05"}  # PyTorch blue, TensorFlow orange
+CLASS_COLORS = {"Normal": "#029E73", "COVID": "#D55E00"}  # Normal green, COVID red
+REAL_COLOR = "#555555"  # real images and real-only baselines: gray
+FRAMEWORK_NAMES = {"torch": "PyTorch cGAN", "tf": "TensorFlow cGAN"}
+
 
 def set_theme() -> None:
-    """The single plotting theme of the project."""
+    """The single plotting theme of the project (same inline resolution in every notebook)."""
+    import matplotlib as mpl
     import seaborn as sns
 
     sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
+    mpl.rcParams["figure.dpi"] = DPI  # what a notebook shows inline
+    mpl.rcParams["savefig.dpi"] = DPI
 
 
 def save_fig(fig, name: str, run_dir: str | Path, dpi: int = DPI) -> Path:
@@ -61,9 +70,9 @@ def image_grid(images, ncols: int = 8, titles=None, row_labels=None, size: float
                 ax.set_title(str(titles[i]), fontsize=8)
         else:
             ax.axis("off")
-    if row_labels is not None:
+    if row_labels is not None:  # written left of the row (tick labels are off, so nothing overlaps the image)
         for r, label in enumerate(row_labels):
-            axes[r, 0].set_ylabel(label, fontsize=9)
+            axes[r, 0].set_ylabel(label, fontsize=9, rotation=0, ha="right", va="center", labelpad=6)
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
@@ -97,6 +106,7 @@ def history_plot(history, title: str = "", test_column: str | None = None):
     for ax, col in zip(axes[0], cols):
         ax.plot(history["epoch"], history[col], marker="o" if len(history) < 30 else None, ms=3)
         ax.set_xlabel("epoch")
+        ax.set_ylabel("binary cross-entropy (mean per epoch)")
         ax.set_title(names.get(col, col))
     if title:
         fig.suptitle(title)

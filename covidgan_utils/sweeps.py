@@ -258,9 +258,11 @@ def plot_options(table, majority: float | None = None):
     import matplotlib.pyplot as plt
     import numpy as np
 
-    fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), layout="constrained")
+    from .plotting import FRAMEWORK_COLORS, FRAMEWORK_NAMES
+
+    fig, axes = plt.subplots(1, 3, figsize=(max(13, 1.3 * len(table) * 3), 4.8), layout="constrained")
     labels = [f"{o}\n{g}" for o, g in zip(table["option"], table["GAN"])]
-    colors = ["C0" if g == "torch" else "C1" for g in table["GAN"]]
+    colors = [FRAMEWORK_COLORS.get(g, "gray") for g in table["GAN"]]
     x = np.arange(len(table))
     axes[0].bar(x, table["KID"].astype(float), color=colors)
     axes[0].set(title="KID to real images (lower is better)", ylabel="KID (domain features)")
@@ -287,8 +289,8 @@ def plot_options(table, majority: float | None = None):
     axes[2].set(title="VGG16 on real + GAN images", ylabel="validation accuracy (95% CI)")
     axes[2].legend(fontsize=8, loc="lower right")
     for ax in axes:
-        ax.set_xticks(x, labels, fontsize=8, rotation=35, ha="right", rotation_mode="anchor")
-    fig.suptitle("GAN options compared (blue: PyTorch cGAN, orange: TensorFlow cGAN)")
+        ax.set_xticks(x, labels, fontsize=8)
+    fig.suptitle(f"GAN options compared (blue: {FRAMEWORK_NAMES['torch']}, orange: {FRAMEWORK_NAMES['tf']})")
     return fig
 
 
