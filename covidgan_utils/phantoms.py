@@ -31,6 +31,11 @@ PHANTOM_VERSION = 3
 DEFAULT_PER_CLASS = {"COVID": 403, "Normal": 721}
 MANIFEST = "PHANTOMS.json"
 
+ACQUISITION = ("brightness", "contrast", "blur", "noise")
+"""An acquisition shift (another hospital's scanner): brightness offset, contrast gain, blur and noise factors."""
+EXTERNAL_SHIFT = {"brightness": 0.04, "contrast": 0.88, "blur": 1.4, "noise": 1.6}
+"""The mild shift of the demo's external test set: brighter, flatter, softer and noisier than home."""
+
 
 def _sig(x: np.ndarray) -> np.ndarray:
     """Logistic function: soft edges for masks."""
@@ -78,12 +83,16 @@ def _bands(phase: np.ndarray, duty: float, soft: float) -> np.ndarray:
     return core * (0.8 + 0.3 * (d / (duty / 2)) ** 2)
 
 
-def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: float | None = None) -> np.ndarray:
+def make_phantom(
+    rng: np.random.Generator, size: int, covid: bool, severity: float | None = None, shift: dict | None = None
+) -> np.ndarray:
     """Draw one chest-X-ray-like phantom (uint8, size x size); COVID adds ground-glass-like opacities.
 
     ``severity`` in [0, 1] sets the extent and density of the opacities (drawn at random when None,
-    mild cases included); it is ignored for normal images.
+    mild cases included); it is ignored for normal images. ``shift`` (keys in ACQUISITION) draws the same
+    person as another scanner would: the random draws are the same, only the acquisition changes.
     """
+    shift = _check_shift(shift)
     if size < 16:
         raise ValueError(f"Phantom size must be at least 16 px, got {size}.")
     u = rng.uniform
@@ -239,10 +248,12 @@ def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: flo
     img = (1 - np.exp(-np.clip(T, 0, None) * k)) / (1 - math.exp(-1.3 * k))
     img = img ** u(0.75, 1.35)
     img = img * u(0.85, 1.05) + rng.normal(0.0, 0.04)
-    sigma = u(0.3, 0.9) * size / 128
+    if shift:
+        img = (img - 0.5) * shift.get("contrast", 1.0) + 0.5 + shift.get("brightness", 0.0)
+    sigma = u(0.3, 0.9) * size / 128 * (shift.get("blur", 1.0) if shift else 1.0)
     if sigma > 0.15:
         img = ndimage.gaussian_filter(img, sigma)
-    noise = u(0.008, 0.03)
+    noise = u(0.008, 0.03) * (shift.get("noise", 1.0) if shift else 1.0)
     if rng.random() < 0.25:  # a burned-in marker in a corner, in either class
         m = max(size // 16, 2)
         r0 = int(u(0.02, 0.06) * size)
@@ -250,6 +261,18 @@ def make_phantom(rng: np.random.Generator, size: int, covid: bool, severity: flo
         img[r0 : r0 + m, c0 : c0 + m] = 0.95
     img = img + noise * rng.standard_normal(img.shape, dtype=np.float32)  # drawn last: the rest is size-independent
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def _check_shift(shift: dict | None) -> dict | None:
+    if not shift:
+        return None
+    unknown = sorted(set(shift) - set(ACQUISITION))
+    if unknown:
+        raise ValueError(f"Unknown acquisition shift {unknown}: use {', '.join(ACQUISITION)}.")
+    for key, value in shift.items():
+        if not isinstance(value, (int, float)) or (key != "brightness" and value <= 0) or abs(value) > 10:
+            raise ValueError(f"Acquisition shift {key}={value!r}: a factor > 0 (brightness: an offset in [-1, 1]).")
+    return {k: float(v) for k, v in shift.items()}
 
 
 def _counts(per_class: dict | int) -> dict[str, int]:
@@ -276,12 +299,12 @@ def _write_images(job: tuple) -> int:
     """Draw and write one chunk of images (runs in a worker process when parallel)."""
     from PIL import Image, PngImagePlugin
 
-    folder, name, indices, size, seed = job
+    folder, name, indices, size, seed, shift = job
     info = PngImagePlugin.PngInfo()
     info.add_text("Description", "covidgan_utils phantom: synthetic, not medical data")
     for i in indices:
         rng = np.random.default_rng(_image_seed(seed, name, i))
-        img = make_phantom(rng, size, covid=name == "COVID")
+        img = make_phantom(rng, size, covid=name == "COVID", shift=shift)
         Image.fromarray(img, mode="L").save(Path(folder) / name / f"{name}-{i + 1}.png", pnginfo=info)
     return len(indices)
 
@@ -296,14 +319,17 @@ def _keep_freed_memory() -> None:
         pass
 
 
-def _record(counts: dict[str, int], size: int, seed: int) -> dict:
-    return {
+def _record(counts: dict[str, int], size: int, seed: int, shift: dict | None = None) -> dict:
+    record = {
         "what": "covidgan_utils built-in phantoms: synthetic chest-X-ray-like images, NOT medical data",
         "version": PHANTOM_VERSION,
         "per_class": counts,
         "size": int(size),
         "seed": int(seed),
     }
+    if shift:
+        record["shift"] = shift
+    return record
 
 
 def _holds(out_dir: Path, record: dict) -> bool:
@@ -350,6 +376,7 @@ def generate_dataset(
     progress: bool = True,
     workers: int = 1,
     replace_stale: bool = False,
+    shift: dict | None = None,
 ) -> Path:
     """Write a phantom dataset in the Kaggle layout (out_dir/COVID/COVID-1.png ...), atomically.
 
@@ -366,7 +393,8 @@ def generate_dataset(
         raise ValueError(f"Phantom size must be at least 16 px, got {size}.")
     if int(seed) < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed}.")
-    record = _record(counts, int(size), int(seed))
+    shift = _check_shift(shift)
+    record = _record(counts, int(size), int(seed), shift)
     stale = False
     if out_dir.exists():
         if not out_dir.is_dir():
@@ -388,7 +416,7 @@ def generate_dataset(
         for name, n in counts.items():
             (tmp / name).mkdir()
             for start in range(0, n, 25):
-                jobs.append((str(tmp), name, list(range(start, min(start + 25, n))), int(size), int(seed)))
+                jobs.append((str(tmp), name, list(range(start, min(start + 25, n))), int(size), int(seed), shift))
         total = sum(counts.values())
         bar = tqdm(total=total, desc="drawing phantoms", unit="img", disable=not progress)
         if workers > 1:
@@ -436,6 +464,16 @@ def ensure_phantoms(cfg) -> Path:
         seed=cfg.phantom_seed,
         replace_stale=True,
     )
+
+
+def ensure_external_phantoms(cfg, per_class: dict | None = None) -> Path:
+    """The demo's external test set: other people (another seed) seen by another scanner (EXTERNAL_SHIFT)."""
+    from .config import phantom_root
+
+    counts = _counts(per_class or cfg.val_per_class)
+    seed = cfg.phantom_seed + 1000
+    out = phantom_root() / f"external-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{seed}"
+    return generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, shift=EXTERNAL_SHIFT)
 
 
 def main(argv=None) -> int:

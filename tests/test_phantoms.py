@@ -203,3 +203,19 @@ def test_covid_brighter_in_lower_lung_periphery():
     lower_periphery = np.r_[diff[16:24, 4:10].ravel(), diff[16:24, 22:28].ravel()].mean()
     upper_middle = diff[4:10, 12:20].mean()
     assert lower_periphery > 15 and lower_periphery > upper_middle + 10, (lower_periphery, upper_middle)
+
+
+def test_an_acquisition_shift_draws_the_same_people_as_another_scanner(tmp_path):
+    rng = lambda: np.random.default_rng(7)  # noqa: E731
+    home = phantoms.make_phantom(rng(), 64, covid=True)
+    assert np.array_equal(home, phantoms.make_phantom(rng(), 64, covid=True, shift=None))
+    away = phantoms.make_phantom(rng(), 64, covid=True, shift={"brightness": 0.1})
+    assert away.astype(float).mean() > home.astype(float).mean() + 10  # same person, brighter
+    assert abs(np.corrcoef(home.ravel(), away.ravel())[0, 1]) > 0.9
+    with pytest.raises(ValueError, match="Unknown acquisition shift"):
+        phantoms.make_phantom(rng(), 64, covid=False, shift={"gamma": 2})
+    out = phantoms.generate_dataset(tmp_path / "ext", {"COVID": 2, "Normal": 2}, 32, seed=1, progress=False,
+                                    shift=phantoms.EXTERNAL_SHIFT)
+    assert json.loads((out / phantoms.MANIFEST).read_text())["shift"] == phantoms.EXTERNAL_SHIFT
+    with pytest.raises(FileExistsError):  # the unshifted set is another dataset
+        phantoms.generate_dataset(out, {"COVID": 2, "Normal": 2}, 32, seed=1, progress=False)
