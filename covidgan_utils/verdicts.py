@@ -71,16 +71,20 @@ def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
             return {"kind": "not better than the best control", "text": text, "control": primary["a"]}
     if _significant(auc, alpha) and auc["estimate"] < 0:
         return {"kind": "worse classifier", "text": f"a worse classifier: ROC AUC {_diff(auc)}", "control": None}
-    eq = stats.find(results.get("equivalence"), "real", cond, "roc_auc")
+    ref = primary["a"] if is_gan and primary is not None else "real"  # a GAN condition: its primary comparison
+    eq = stats.find(results.get("equivalence"), ref, cond, "roc_auc")
     margin = 100 * stats.EQUIVALENCE_MARGIN
     if eq is None or eq["interval_90"][0] is None:
         auc_text, equivalent = "ROC AUC not compared", False
     else:
         low, high = eq["interval_90"]
         equivalent = eq["verdict"] == "equivalent"
+        relation = {"equivalent": "equivalent to", "different": "different from"}.get(
+            eq["verdict"], "not shown to differ from"
+        )
         auc_text = (
-            f"ROC AUC {'equivalent to' if equivalent else 'not shown to differ from'} real's "
-            f"(90% interval [{low:+.3f}, {high:+.3f}] {'inside' if equivalent else 'not inside'} +-{margin:.1f} points)"
+            f"ROC AUC {relation} {ref}'s (90% interval [{low:+.3f}, {high:+.3f}] "
+            f"{'inside' if equivalent else 'not inside'} ±{margin:.1f} points)"
         )
     gains = [
         m
