@@ -170,8 +170,11 @@ def _walk(folder: Path, root: Path, inv: Inventory) -> list[Path]:
     return sorted(found)
 
 
-def find_images(data_dir: str | os.PathLike) -> Inventory:
-    """List the images of each class under ``data_dir`` (COVID/Normal any case, optional images/)."""
+def find_images(data_dir: str | os.PathLike, *, both_classes: bool = True) -> Inventory:
+    """List the images of each class under ``data_dir`` (COVID/Normal any case, optional images/).
+
+    ``both_classes=False`` (an external test set) accepts a folder holding only one of the classes.
+    """
     data_dir = Path(data_dir).expanduser()
     if not data_dir.exists():
         raise DataError(
@@ -199,14 +202,14 @@ def find_images(data_dir: str | os.PathLike) -> Inventory:
         for extra in sorted(p.name for p in sub.iterdir() if p.is_dir() and p.name.lower() in IGNORED_FOLDERS):
             inv.ignored_folders.append(relative_name(sub / extra, root))
     missing = [c for c in CLASSES if c not in inv.class_folders]
-    if missing:
+    if len(missing) == len(CLASSES) or (missing and both_classes):
         found = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir())) or "no folders"
         raise DataError(
             f"Data directory {data_dir} has no class folder for {', '.join(missing)} (found: {found}). "
             "Fix: the folder must hold one subfolder per class named COVID and Normal (any case), "
             "each with the images directly or under images/."
         )
-    for c in CLASSES:
+    for c in inv.class_folders:
         if not any(k == CLASSES.index(c) for _, k in inv.files):
             raise DataError(f"The {c} folder under {data_dir} holds no PNG or JPEG image. Fix: check the download.")
     return inv
@@ -412,7 +415,8 @@ def inspect_image(path: Path, min_size: int = MIN_SIZE) -> tuple[dict | None, st
     return facts, None
 
 
-def scan(data_dir, *, skip_unreadable: bool = False, min_size: int = MIN_SIZE, progress: bool = True):
+def scan(data_dir, *, skip_unreadable: bool = False, min_size: int = MIN_SIZE, progress: bool = True,
+         both_classes: bool = True):
     """Find, decode-check and hash every image; returns (table, report). Raises DataError listing all problems.
 
     One picture is one decoded image: copies (same bytes, or the same pixels encoded another way) are kept
@@ -420,7 +424,7 @@ def scan(data_dir, *, skip_unreadable: bool = False, min_size: int = MIN_SIZE, p
     """
     import pandas as pd
 
-    inv = find_images(data_dir)
+    inv = find_images(data_dir, both_classes=both_classes)
     rows, problems = [], []
     for path, k in tqdm(inv.files, desc="checking images", disable=not progress, leave=False):
         facts, reason = inspect_image(path, min_size=min_size)
@@ -765,6 +769,31 @@ def load_split(cfg: Config, split: str = "train", channels: int = 1, image_size:
     elif channels != 1:
         raise ValueError(f"channels must be 1 or 3, not {channels}")
     return images, labels
+
+
+def load_external(cfg: Config, folder, image_size: int | None = None, progress: bool = True) -> dict:
+    """An external test set (another hospital): images, labels and a report; never trained on.
+
+    Any folder the loader accepts, with both classes or only one. Pictures that are also in this run's
+    training or validation set (same bytes or same decoded pixels) are reported and left out.
+    """
+    image_size = image_size or cfg.image_size
+    table, report = scan(folder, skip_unreadable=cfg.skip_unreadable, progress=progress, both_classes=False)
+    manifest = read_manifest(cfg)
+    known = {}
+    for key in ("sha256", "pixel_sha256"):
+        if key in manifest:
+            known.update({h: split for h, split in zip(manifest[key], manifest["split"])})
+    overlap = table["sha256"].map(known).fillna(table["pixel_sha256"].map(known))
+    report["overlap_excluded"] = [{"path": p, "also_in": s} for p, s in zip(table["path"], overlap) if isinstance(s, str)]
+    table = table.loc[overlap.isna()].reset_index(drop=True)
+    if table.empty:
+        raise DataError(f"The external folder {folder} holds no image that is not already in this run's split.")
+    images = build_cache(report["root"], table["path"], image_size, progress=progress)
+    labels = table["label"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy(np.int64)
+    report["counts"] = {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)}
+    report["root"] = rel(report["root"])
+    return {"images": images, "labels": labels, "paths": table["path"].tolist(), "report": report}
 
 
 def split_counts(manifest) -> object:
