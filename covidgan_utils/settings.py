@@ -243,7 +243,11 @@ _SETTINGS = [
     Setting("vgg_image_size", 128, "int", "VGG16 input side in px (five 2x poolings need >= 32)", low=32, high=1024),
     Setting("vgg_weights", "imagenet", "text", "'imagenet', 'auto', 'random' or a local .pth file", optional=True),
     Setting("seeds", [0, 1, 2, 3, 4], "int_list", "classifier-head seeds, one head per seed and condition", low=0),
+    Setting("external_dir", None, "text", "an external test folder (another hospital): evaluated, never trained on; "
+            "None on phantoms: the shifted phantom set", optional=True),
     # notebook parameters that are no run setting
+    Setting("interactive", None, "bool", "notebooks 02/03: widgets (True) or the static explorer figure (False)",
+            optional=True, in_run=False),
     Setting("overwrite", None, "bool", "notebook 04: replace synthetic images made with other settings", optional=True, in_run=False),
     Setting("feature_extractor", None, "choice", "notebook 06's feature space", choices=("domain", "vgg16", "inception"),
             optional=True, in_run=False),
