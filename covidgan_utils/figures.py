@@ -193,7 +193,7 @@ def transfer_accuracy(run_dir: Path):
     saved = read_json(path)
     results = saved["conditions"]
     names = list(results)
-    majority = _majority_rate(saved)
+    majority, majority_class = _majority_rate(saved)
     fig, ax = plt.subplots(figsize=(1.5 * len(names) + 2.6, 3.8))
     lows = []
     for key, label, color, dx in (
@@ -214,7 +214,9 @@ def transfer_accuracy(run_dir: Path):
             offsets = np.linspace(-0.1, 0.1, len(seeds)) if len(seeds) > 1 else np.zeros(len(seeds))
             ax.scatter(i + dx + offsets, seeds, color="k", s=8, zorder=3)
     if majority is not None:
-        ax.axhline(majority, color="C3", lw=1.2, label=f"majority-class rate {majority:.3f} (always 'Normal')")
+        ax.axhline(
+            majority, color="C3", lw=1.2, label=f"majority-class rate {majority:.3f} (always '{majority_class}')"
+        )
     for value, label, style in [
         (0.958, "report: real 0.958", ":"),
         (0.974, "report: +PyTorch GAN 0.974", "--"),
@@ -232,16 +234,17 @@ def transfer_accuracy(run_dir: Path):
     return fig
 
 
-def _majority_rate(saved: dict) -> float | None:
-    """Share of the larger class in the validation set: the accuracy of always answering that class."""
+def _majority_rate(saved: dict):
+    """(share of the larger class in the validation set, its name): the accuracy of always answering that class."""
     counts = saved.get("n_val_per_class")
     if not counts:
         first = next(iter(saved["conditions"].values()), {})
-        cm = (first.get("per_seed") or [{}])[0].get("confusion_matrix")
-        counts = {k: sum(row) for k, row in enumerate(cm)} if cm else None
+        cm = (first.get("per_seed") or [{}])[0].get("confusion_matrix")  # rows: true Normal, true COVID
+        counts = {CLASSES[k]: sum(row) for k, row in enumerate(cm)} if cm else None
     if not counts or not sum(counts.values()):
-        return None
-    return max(counts.values()) / sum(counts.values())
+        return None, None
+    name = max(counts, key=counts.get)
+    return counts[name] / sum(counts.values()), name
 
 
 def data_samples(run_dir: Path, per_class: int = 8):
