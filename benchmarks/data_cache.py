@@ -12,9 +12,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import median_time, result  # noqa: E402
+from _timing import median_time, result
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "covid19-radiography-sample"
@@ -32,8 +30,13 @@ def run(quick: bool = False) -> dict:
 
             source = generate_dataset(Path(tmp) / "phantoms", per_class=per_class, size=256, seed=0, progress=False)
             label = "phantoms (256 px PNG)"
-        cfg = config.resolve(profile="paper", data_dir=str(source), run_dir=str(Path(tmp) / "run"),
-                             train_per_class=per_class, val_per_class={"COVID": 0, "Normal": 0})
+        cfg = config.resolve(
+            profile="paper",
+            data_dir=str(source),
+            run_dir=str(Path(tmp) / "run"),
+            train_per_class=per_class,
+            val_per_class={"COVID": 0, "Normal": 0},
+        )
         data.prepare(cfg, progress=False)
         manifest = data.read_manifest(cfg)
         root = Path(data.require_prepared(cfg)["root"])
@@ -50,8 +53,16 @@ def run(quick: bool = False) -> dict:
         repeats = 3 if quick else 5
         base = median_time(decode_epoch, repeats=repeats)
         ours = median_time(cached_epoch, repeats=repeats)
-    return result("data_cache", round(len(paths) / ours, 1), "images/s", baseline=round(len(paths) / base, 1),
-                  ratio=round(base / ours, 1), target=5.0, images=len(paths), data=label)
+    return result(
+        "data_cache",
+        round(len(paths) / ours, 1),
+        "images/s",
+        baseline=round(len(paths) / base, 1),
+        ratio=round(base / ours, 1),
+        target=5.0,
+        images=len(paths),
+        data=label,
+    )
 
 
 if __name__ == "__main__":

@@ -4,23 +4,21 @@
 
 Each row: {"name", "value", "unit", "baseline", "ratio", "target"}; ratio = baseline time / project
 time measured in the same process after a warm-up (median of repeats); ratio >= target passes.
---quick fits in about 5 minutes on 2 CPU cores.
+--quick fits in about 5 minutes on 2 CPU cores. Run it from the repository root with the package
+installed (``pip install -e .``); Python puts this folder on the import path, so the benchmarks import
+each other by name.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import platform
 import sys
 import time
 import traceback
-from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+from _timing import write_json
 
 # Order matters: the peak first, so the training benchmarks can report a fraction of it.
 BENCHMARKS = ["gemm_peak", "data_cache", "torch_cgan_train", "tf_cgan_train", "vgg16_last_layer"]
@@ -62,7 +60,17 @@ def main(argv=None) -> int:
             out = _rows(module.run(**kwargs))
         except Exception as exc:  # one broken benchmark must not hide the others
             traceback.print_exc()
-            out = [{"name": name, "value": None, "unit": "", "baseline": None, "ratio": None, "target": None, "error": repr(exc)}]
+            out = [
+                {
+                    "name": name,
+                    "value": None,
+                    "unit": "",
+                    "baseline": None,
+                    "ratio": None,
+                    "target": None,
+                    "error": repr(exc),
+                }
+            ]
             failed = True
         for row in out:
             row.setdefault("seconds", round(time.perf_counter() - start, 1))
@@ -73,9 +81,13 @@ def main(argv=None) -> int:
             print(_line(row), flush=True)
             rows.append(row)
     if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.out, rows)
         print(f"wrote {args.out}")
-    below = [r["name"] for r in rows if r.get("target") is not None and r.get("ratio") is not None and r["ratio"] < r["target"]]
+    below = [
+        r["name"]
+        for r in rows
+        if r.get("target") is not None and r.get("ratio") is not None and r["ratio"] < r["target"]
+    ]
     if below:
         print("below target:", ", ".join(below))
     return 1 if failed else 0

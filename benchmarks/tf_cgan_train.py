@@ -2,42 +2,20 @@
 
 Same run, same machine, after warm-up: the report's architecture at 128 px (width 1) and the demo size.
 Achieved GFLOP/s counts the step's convolution and dense work from the layers (``tf_gan.train_flops_per_image``)
-and is compared with this machine's fp32 matrix-multiply rate measured here. The fastest compiled mode on the
-machine that ran it is what ``tf_gan.train(jit_compile=None)`` should use: see JIT_DEFAULT in tf_gan.py.
+and is compared with this machine's fp32 matrix-multiply rate (``_timing.fp32_peak_gflops``, the one peak
+all benchmarks use). The fastest compiled mode on the machine that ran it is what ``tf_gan.train(jit_compile=None)`` should use: see JIT_DEFAULT in tf_gan.py.
 
     python benchmarks/tf_cgan_train.py [--quick] [--out FILE]
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _timing import command_line, fp32_peak_gflops, machine, result, write_json
 
 MODES = ("eager", "graph", "xla")
-
-
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 GFLOP/s of an n x n matrix multiply (tf.function), the machine's practical peak."""
-    from covidgan_utils.tf_gan import tf
-
-    a = tf.random.normal([n, n])
-    b = tf.random.normal([n, n])
-    mm = tf.function(lambda x, y: tf.matmul(x, y))
-    mm(a, b).numpy()
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        mm(a, b).numpy()
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
 
 
 def time_mode(mode: str, image_size: int, width: float, batch_size: int, steps: int, warmup: int = 1) -> dict:
@@ -87,8 +65,6 @@ def time_mode(mode: str, image_size: int, width: float, batch_size: int, steps: 
 
 def run(quick: bool = False, peak_gflops: float | None = None) -> list[dict]:
     """Eager vs graph vs XLA at the report's size and the demo size; rows in benchmarks/run.py's shape."""
-    from _timing import result
-
     from covidgan_utils import config, tf_gan  # tf_gan first: it imports TensorFlow quietly
 
     tf = tf_gan.tf
@@ -98,8 +74,7 @@ def run(quick: bool = False, peak_gflops: float | None = None) -> list[dict]:
         ("report_128", 128, 1.0, 4 if quick else 32, 3, ("eager", "graph") if quick else MODES),
         ("demo", demo["image_size"], demo["tf_width"], demo["tf_batch_size"], 2 if quick else 8, MODES),
     ]
-    peak = peak_gflops or matmul_peak_gflops(1024 if quick else 2048)
-    machine = f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip()
+    peak = peak_gflops or fp32_peak_gflops(1024 if quick else 2048)
     gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
     rows = []
     for name, size, width, batch, steps, modes in cases:
@@ -129,7 +104,7 @@ def run(quick: bool = False, peak_gflops: float | None = None) -> list[dict]:
                 "images/s",
                 baseline=eager["images_per_s"],
                 ratio=round(best["images_per_s"] / eager["images_per_s"], 2),
-                target=1.2,  # issue 8: compiled step at least 1.2x the eager step
+                target=1.2,  # the compiled step must pay for its compilation: at least 1.2x the eager step
                 gflops=best["achieved_gflops"],
                 peak_gflops=round(peak, 1),
                 fraction_of_peak=round(best["achieved_gflops"] / peak, 3),
@@ -140,7 +115,7 @@ def run(quick: bool = False, peak_gflops: float | None = None) -> list[dict]:
                 image_size=size,
                 width=width,
                 batch_size=batch,
-                machine=machine,
+                machine=machine(),
                 gpus=gpus,
                 tensorflow=tf.__version__,
             )
@@ -154,13 +129,8 @@ def run(quick: bool = False, peak_gflops: float | None = None) -> list[dict]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="demo size in all modes, 128 px at batch 4 without XLA")
-    parser.add_argument("--out", type=Path, help="write the results as JSON here")
-    args = parser.parse_args(argv)
-    rows = run(quick=args.quick)
-    if args.out:
-        args.out.write_text(json.dumps(rows, indent=2) + "\n")
+    args = command_line(__doc__, "demo size in all modes, 128 px at batch 4 without XLA", argv)
+    write_json(args.out, run(quick=args.quick))
     return 0
 
 

@@ -25,37 +25,16 @@ are what starve a GPU, where the project loop is meant to pay off.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from _timing import result  # noqa: E402
+from _timing import QUIET_TRAINING, command_line, fp32_peak_gflops, machine, result, write_json
 
 IMAGE_SIZE = 128
 FILE_SIZE = 299  # the COVID-19 Radiography Database ships 299 x 299 PNGs
-
-
-def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """Best fp32 GFLOP/s of an n x n torch matmul (2 n^3 flops): this machine's practical peak."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    for _ in range(2):
-        torch.mm(a, b)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - t0)
-    return 2 * n**3 / best / 1e9
 
 
 def write_pngs(folder: Path, n: int, size: int = FILE_SIZE, seed: int = 0) -> Path:
@@ -170,11 +149,8 @@ def compare(folder: Path, image_size: int, width: float, timed: int, batch_size:
             batch_size=batch_size,
             out_dir=out_dir,
             checkpoint_every=1,
-            sample_every=10_000,
-            progress=False,
-            samples_per_class=1,
             device="cpu",
-            keep_last=1,
+            **QUIET_TRAINING,
             channels_last=True,  # NHWC: 1.1-1.3x on this CPU's oneDNN kernels (benchmarks/profile_torch_step.py)
             fused_adam=True,  # one fused Adam kernel: ~1.1x where Adam is 4-8% of the step
         )
@@ -214,7 +190,7 @@ def run(quick: bool = False, peak_gflops: float | None = None) -> dict:
 
     n_images = 64 if quick else 128
     timed = 3  # interleaved epoch pairs; one pair alone swings with the machine's load
-    peak = peak_gflops or matmul_peak_gflops(1024 if quick else 2048)
+    peak = peak_gflops or fp32_peak_gflops(1024 if quick else 2048)
     demo = config.PROFILES["demo"]
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_pngs(Path(tmp) / "images", n_images)
@@ -235,16 +211,13 @@ def run(quick: bool = False, peak_gflops: float | None = None) -> dict:
         report_128=report,
         demo=small,
         threads=torch.get_num_threads(),
-        machine=f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
+        machine=machine(),
         torch=str(torch.__version__),
     )
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="64 images (one batch of 64), 3 interleaved timed epochs each")
-    parser.add_argument("--out", type=Path, help="write the result as JSON here")
-    args = parser.parse_args(argv)
+    args = command_line(__doc__, "64 images (one batch of 64), 3 interleaved timed epochs each", argv)
     row = run(quick=args.quick)
     print(f"{row['threads']} threads; fp32 matmul peak {row['peak_gflops']} GFLOP/s")
     for name in ("report_128", "demo"):
@@ -260,8 +233,7 @@ def main(argv=None) -> int:
             f"  the baseline's decode-every-epoch data path alone: {c['baseline_data_seconds_per_epoch']} s per "
             f"epoch ({100 * c['baseline_data_fraction']:.0f}% of its epoch); the rest is arithmetic both loops share"
         )
-    if args.out:
-        args.out.write_text(json.dumps(row, indent=2) + "\n")
+    write_json(args.out, row)
     return 0
 
 

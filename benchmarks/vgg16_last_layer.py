@@ -15,13 +15,9 @@ from __future__ import annotations
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from _timing import result  # noqa: E402
+from _timing import result
 
 EPOCHS = 20  # the paper's setting
 

@@ -1,7 +1,12 @@
-"""Fast checks of the benchmark scripts (small for testing): the harness's JSON rows, the profiler, the GPU dry run."""
+"""Fast checks of the benchmark scripts (small for testing): the harness's JSON rows, the profiler, the GPU dry run.
+
+The harness runs as users run it (``python benchmarks/run.py`` from the repository root); the investigations
+are imported as ``benchmarks.investigations.*`` (pytest puts the repository root on the path: conftest.py).
+"""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,34 +15,45 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
-sys.path.insert(0, str(BENCH))
 
 CONTRACT = {"name", "value", "unit", "baseline", "ratio", "target"}
 
 
-def test_run_writes_contract_rows(tmp_path, capsys):
-    import run
+def _harness(*args):
+    return subprocess.run([sys.executable, "benchmarks/run.py", *args], capture_output=True, text=True, cwd=ROOT)
 
+
+def test_run_writes_contract_rows(tmp_path):
+    pytest.importorskip("torch")
     out = tmp_path / "bench.json"
-    assert run.main(["--quick", "--only", "gemm_peak", "--out", str(out)]) == 0
+    proc = _harness("--quick", "--only", "gemm_peak", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())
     assert len(rows) == 1 and CONTRACT <= set(rows[0])
     assert rows[0]["name"] == "gemm_peak" and rows[0]["unit"] == "GFLOP/s" and rows[0]["value"] > 0
-    assert "gemm_peak" in capsys.readouterr().out
+    assert "gemm_peak" in proc.stdout
 
 
 def test_run_reports_a_broken_benchmark(tmp_path):
-    import run
-
     out = tmp_path / "bench.json"
-    assert run.main(["--only", "no_such_benchmark", "--out", str(out)]) == 1
+    assert _harness("--only", "no_such_benchmark", "--out", str(out)).returncode == 1
     (row,) = json.loads(out.read_text())
     assert CONTRACT <= set(row) and row["value"] is None and "no_such_benchmark" in row["error"]
 
 
+def test_benchmarks_share_one_peak_and_leave_the_import_path_alone():
+    files = sorted(BENCH.rglob("*.py"))
+    assert {p.name for p in (BENCH / "investigations").glob("*.py")} >= {"profile_torch_step.py", "gpu_switches.py"}
+    for path in files:
+        text = path.read_text()
+        assert not re.search(r"sys\.path\.(insert|append)|PYTHONPATH", text), path.name
+        if path.name != "_timing.py":
+            assert not re.search(r"def \w*peak\w*\(", text), f"{path.name}: use _timing.fp32_peak_gflops"
+
+
 def test_profile_step_variants_tiny():
     torch = pytest.importorskip("torch")
-    import profile_torch_step as prof
+    from benchmarks.investigations import profile_torch_step as prof
 
     before = torch.get_num_threads()
     out = prof.run(batch=4, repeats=1, size=16, width=0.125, variants=["adam_fused", "channels_last", "malloc_keep"])
@@ -59,7 +75,8 @@ def test_gpu_switches_without_gpu_measures_nothing():
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: the no-GPU message does not apply")
-    proc = subprocess.run([sys.executable, str(BENCH / "gpu_switches.py")], capture_output=True, text=True, cwd=ROOT)
+    cmd = [sys.executable, "-m", "benchmarks.investigations.gpu_switches"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0 and "no GPU: nothing measured" in proc.stdout
 
 
@@ -68,12 +85,13 @@ def test_gpu_switches_cpu_dry_run(tmp_path):
     """Every switch trains 2 steps at 32 px through the project's loops, with finite losses."""
     pytest.importorskip("torch")
     pytest.importorskip("tensorflow")
-    import gpu_switches
+    from benchmarks.investigations import gpu_switches
 
     out = tmp_path / "gpu.json"
     # every PyTorch switch; TensorFlow's mixed precision (XLA is tf_gan.train(jit_compile=True), tested in test_tf_gan)
     switches = ",".join([*gpu_switches.TORCH_SWITCHES, "mixed_bf16"])
-    cmd = [sys.executable, str(BENCH / "gpu_switches.py"), "--cpu-dry-run", "--switches", switches, "--out", str(out)]
+    cmd = [sys.executable, "-m", "benchmarks.investigations.gpu_switches", "--cpu-dry-run", "--switches", switches]
+    cmd += ["--out", str(out)]
     env = dict(os.environ, OMP_NUM_THREADS="1", TF_NUM_INTRAOP_THREADS="1", TF_NUM_INTEROP_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -6,7 +6,7 @@ One process, the report's architecture (Figure 4) at 128 px, width 1, random dat
 1. the top ops by self CPU time (torch.profiler, one step after warm-up) and their shares grouped
    (convolution forward, convolution backward, BatchNorm, optimizer, allocation, ...);
 2. each convolution layer timed alone at the step's shapes: forward and backward GFLOP/s against this
-   machine's fp32 matmul rate (benchmarks/gemm_peak.py), to see which kernels hold the step back;
+   machine's fp32 matmul rate (``benchmarks/_timing.fp32_peak_gflops``), to see which kernels hold the step back;
 3. the plain step against each variant, interleaved round by round so that a change in machine load hits
    all alike, each variant step paired with a plain step just before it (speed-up = median of the pair
    ratios), after one warm-up step each: channels_last (models + inputs), Adam
@@ -16,7 +16,9 @@ One process, the report's architecture (Figure 4) at 128 px, width 1, random dat
    it changes the numbers (bf16 does). A variant 5x slower than the plain step is timed once;
 4. the best combination of the variants that helped, against the plain step, as a fraction of the peak.
 
-    python benchmarks/profile_torch_step.py [--batch 32] [--repeats 3] [--quick] [--out FILE]
+    python -m benchmarks.investigations.profile_torch_step [--batch 32] [--repeats 3] [--quick] [--out FILE]
+
+(from the repository root, with the package installed: ``pip install -e .``)
 
 Run it without OMP_NUM_THREADS=1: the thread count is one of the variants. Note ``uptime`` beside it.
 """
@@ -29,16 +31,12 @@ import copy
 import ctypes
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from _timing import median_time  # noqa: E402
+from benchmarks._timing import fp32_peak_gflops, machine, median_time
 
 # name -> options; "plain" is the project's step as torch_gan.train runs it on a CPU.
 VARIANTS = {
@@ -311,7 +309,6 @@ def layer_rates(size: int, width: float, batch: int, peak: float, repeats: int =
     return rows
 
 
-
 # --------------------------------------------------------------------------------------------- main
 
 
@@ -330,10 +327,9 @@ def run(
     the matmul rates measured during the run (load only ever lowers them).
     """
     import torch
-    from gemm_peak import measure
 
     threads = torch.get_num_threads()
-    peak = peak_gflops or measure(1024, repeats=5)
+    peak = peak_gflops or fp32_peak_gflops(1024)
     load_start = load_average()
     print(
         f"torch {torch.__version__}, {threads} threads, {os.cpu_count()} cpus, "
@@ -375,7 +371,7 @@ def run(
     cases = [plain] + [Case(n, opts[n], size, width, batch, threads) for n in names if n != "plain" and n in opts]
     interleave(cases, repeats)
     if not peak_gflops:  # the best of the measurements: load only ever lowers it
-        peak = max(peak, measure(1024, repeats=5))
+        peak = max(peak, fp32_peak_gflops(1024))
     rows = [c.summary(None if c is plain else plain, peak) for c in cases]
     for r in rows:
         print(
@@ -407,7 +403,7 @@ def run(
         both = Case("+".join(helped), combo, size, width, batch, threads)
         interleave([plain2, both], repeats)
         if not peak_gflops:
-            peak = max(peak, measure(1024, repeats=5))
+            peak = max(peak, fp32_peak_gflops(1024))
         best = {"plain": plain2.summary(None, peak), "best": both.summary(plain2, peak), "variants": helped}
         print(
             f"  plain {best['plain']['fraction_of_peak']:.0%} of peak -> best {best['best']['fraction_of_peak']:.0%} "
@@ -422,7 +418,7 @@ def run(
         "gflop_per_step": round(plain.flops / 1e9, 2),
         "peak_gflops": round(peak, 1),
         "threads": threads,
-        "machine": f"{platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus".strip(),
+        "machine": machine(),
         "torch": str(torch.__version__),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "load_average_start": load_start,

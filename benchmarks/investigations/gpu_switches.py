@@ -15,9 +15,11 @@ the last epoch's losses next to plain's, and a second plain run with another see
 extrapolates the paper profile's two 1000-epoch trainings on 932 images: first epoch + 999 x the median,
 fastest PyTorch switch + fastest TensorFlow switch, against the 15-minute goal.
 
-    python benchmarks/gpu_switches.py [--epochs 6] [--images 932] [--out FILE]
-    python benchmarks/gpu_switches.py --cpu-dry-run    # every switch for 2 steps at 32 px on the CPU
-    python benchmarks/gpu_switches.py --frameworks tf --switches xla    # a subset
+    python -m benchmarks.investigations.gpu_switches [--epochs 6] [--images 932] [--out FILE]
+    python -m benchmarks.investigations.gpu_switches --cpu-dry-run    # every switch, 2 steps at 32 px, on the CPU
+    python -m benchmarks.investigations.gpu_switches --frameworks tf --switches xla    # a subset
+
+(from the repository root, with the package installed: ``pip install -e .``)
 
 Without a GPU it prints "no GPU: nothing measured" and exits 0. PyTorch and TensorFlow run in separate child
 processes, so that neither framework holds GPU memory the other needs.
@@ -27,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -35,9 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
+from benchmarks._timing import QUIET_TRAINING
+
+ROOT = Path(__file__).resolve().parents[2]
 
 GOAL_S = 15 * 60
 PAPER_EPOCHS = 1000
@@ -87,6 +88,31 @@ def _summary(history, batch: int, n: int) -> dict:
     }
 
 
+def _timed_training(gan, fw, name, g, d, images, labels, epochs, batch, seed, **options) -> dict:
+    """One switch: ``gan.train`` (torch_gan or tf_gan) from ``seed`` without checkpoints, summarised and printed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        history = gan.train(
+            g,
+            d,
+            images,
+            labels,
+            epochs=epochs,
+            batch_size=batch,
+            out_dir=tmp,
+            seed=seed,
+            checkpoint_every=10_000,
+            **QUIET_TRAINING,
+            **options,
+        )
+    r = _summary(history, batch, len(images))
+    print(
+        f"  {fw:5s} {name:28s} {r['epoch_s_median']:8.3f} s/epoch  first {r['first_epoch_s']:7.2f} s  "
+        f"d_loss {r['d_loss']:.4f} g_loss {r['g_loss']:.4f}",
+        flush=True,
+    )
+    return r
+
+
 def run_torch(size, width, batch, n, epochs, device, switches: dict, noise_run: bool = True) -> dict:
     """Each switch through torch_gan.train from the same seed; plain once more with seed 1 as the noise scale."""
     import torch
@@ -101,29 +127,8 @@ def run_torch(size, width, batch, n, epochs, device, switches: dict, noise_run: 
         g = torch_gan.build_generator(size, width=width)
         d = torch_gan.build_discriminator(size, width=width)
         kwargs = {k: v for k, v in opts.items() if k in ("amp", "compile", "channels_last", "fused_adam")}
-        with tempfile.TemporaryDirectory() as tmp:
-            history = torch_gan.train(
-                g,
-                d,
-                images,
-                labels,
-                epochs=epochs,
-                batch_size=batch,
-                out_dir=tmp,
-                checkpoint_every=10_000,
-                sample_every=10_000,
-                progress=False,
-                samples_per_class=1,
-                seed=seed,
-                device=device,
-                keep_last=1,
-                **kwargs,
-            )
-        results[name] = _summary(history, batch, n)
-        print(
-            f"  torch {name:28s} {results[name]['epoch_s_median']:8.3f} s/epoch  first {results[name]['first_epoch_s']:7.2f} s  "
-            f"d_loss {results[name]['d_loss']:.4f} g_loss {results[name]['g_loss']:.4f}",
-            flush=True,
+        results[name] = _timed_training(
+            torch_gan, "torch", name, g, d, images, labels, epochs, batch, seed, device=device, **kwargs
         )
     return results
 
@@ -145,30 +150,10 @@ def run_tf(size, width, batch, n, epochs, switches: dict, noise_run: bool = True
             d = tf_gan.build_discriminator(size, width=width)
         finally:
             keras.mixed_precision.set_global_policy("float32")
-        with tempfile.TemporaryDirectory() as tmp:
-            history = tf_gan.train(
-                g,
-                d,
-                images,
-                labels,
-                epochs=epochs,
-                batch_size=batch,
-                out_dir=tmp,
-                checkpoint_every=10_000,
-                sample_every=10_000,
-                progress=False,
-                samples_per_class=1,
-                seed=seed,
-                keep_last=1,
-                jit_compile=opts["jit_compile"],
-            )
-        results[name] = _summary(history, batch, n)
-        results[name]["compute_dtype"] = str(g.layers[-2].compute_dtype)
-        print(
-            f"  tf    {name:28s} {results[name]['epoch_s_median']:8.3f} s/epoch  first {results[name]['first_epoch_s']:7.2f} s  "
-            f"d_loss {results[name]['d_loss']:.4f} g_loss {results[name]['g_loss']:.4f}",
-            flush=True,
+        results[name] = _timed_training(
+            tf_gan, "tf", name, g, d, images, labels, epochs, batch, seed, jit_compile=opts["jit_compile"]
         )
+        results[name]["compute_dtype"] = str(g.layers[-2].compute_dtype)
     return results
 
 
@@ -265,12 +250,12 @@ def main(argv=None) -> int:
         return 0
     print(f"device: {gpu or 'cpu (dry run: the code path only, no timing means anything)'}", flush=True)
     report = {"device": gpu or "cpu", "dry_run": args.cpu_dry_run, "goal_s": GOAL_S, "frameworks": {}}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")]))
     failed = False
     for fw in args.frameworks.split(","):
         cmd = [
             sys.executable,
-            str(Path(__file__).resolve()),
+            "-m",
+            "benchmarks.investigations.gpu_switches",
             "--child",
             fw,
             "--epochs",
@@ -280,7 +265,7 @@ def main(argv=None) -> int:
         ] + (["--cpu-dry-run"] if args.cpu_dry_run else [])
         cmd += ["--switches", args.switches] if args.switches else []
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         lines = proc.stdout.splitlines()
         for line in lines:
             if not line.startswith("CHILD-RESULT "):

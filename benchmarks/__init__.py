@@ -1,0 +1,1 @@
+"""Speed measurements against plain baselines: ``python benchmarks/run.py [--quick] [--out FILE]``."""

@@ -1,0 +1,1 @@
+"""One-off investigations behind docs/performance.md (run with ``python -m benchmarks.investigations.NAME``)."""
