@@ -200,7 +200,8 @@ def summarize(
     analysis = {"paired": [], "equivalence": [], "primary": None, "method": None}
     if len(conditions):
         analysis = stats.analyse(predictions, conditions, n_resamples=n_resamples, seed=bootstrap_seed)
-        for cond, intervals in analysis["intervals"].items():
+        for cond, intervals in analysis["intervals"].items():  # accuracy_ci stays as chosen by ``ci``
+            intervals["accuracy_ci_bootstrap"] = intervals.pop("accuracy_ci")
             conditions[cond].update(intervals)
     labels = predictions.drop_duplicates("path")["label"].to_numpy() if len(predictions) else np.zeros(0, int)
     n_val_all = len(labels)

@@ -291,6 +291,10 @@ def test_results_contract_for_the_paired_statistics(tmp_path):
     for key in ("paired", "power", "equivalence", "gan_seeds", "procedure_error_rate", "mcnemar"):
         assert key in results
     assert results["gan_seeds"] == [3] and results["n_val_per_class"] == {"Normal": 120, "COVID": 72}
+    real = results["conditions"]["real"]
+    n_right = round(real["accuracy"] * 192)
+    assert real["accuracy_ci"] == pytest.approx(list(wilson_by_hand(n_right, 192)))  # unchanged: Wilson
+    assert real["accuracy_ci_bootstrap"][0] <= real["accuracy"] <= real["accuracy_ci_bootstrap"][1]
     entry = results["paired"][0]
     assert set(entry) >= {"a", "b", "metric", "method", "estimate", "interval", "p", "primary", "holm_p"}
     assert results["procedure_error_rate"]["raw_gain"] is not None
