@@ -170,9 +170,38 @@ def run(profile: str = "demo", data_dir=None, run_dir=None, notebooks=None, para
         params = check_parameters(dict(params or {}), select(notebooks))
         cfg = config.resolve(profile=profile, data_dir=data_dir, run_dir=run_dir, claim=False)
         with RunLock(cfg.run_dir, what=f"'covidgan run --profile {profile}'"):
-            return _run_unlocked(profile, data_dir, run_dir, notebooks, params, resume, overwrite)
+            state = _run_unlocked(profile, data_dir, run_dir, notebooks, params, resume, overwrite)
+            for seed, sub in gan_seed_runs(cfg, select(notebooks)):
+                _run_gan_seed(profile, data_dir, sub, seed, select(notebooks), params)
+            return state
     except (RunLockError, StorageError, settings.SettingError, runs.RunDirError) as exc:
         raise PipelineError(str(exc)) from None
+
+
+GAN_STAGES = ("02", "03", "04", "05")  # the notebooks whose results depend on the GAN's training seed
+
+
+def gan_seed_runs(cfg, books: list[Path]) -> list[tuple[int, Path]]:
+    """The sub-runs of a run's GAN seeds after the first, RUN/gan_seeds/seed-<s>, when a selected notebook needs a GAN."""
+    if len(cfg.gan_seeds) < 2 or not any(b.name[:2] in GAN_STAGES for b in books):
+        return []
+    return [(int(s), cfg.path("gan_seeds", f"seed-{s}")) for s in cfg.gan_seeds[1:]]
+
+
+def _run_gan_seed(profile, data_dir, sub: Path, seed: int, books: list[Path], params: dict) -> dict:
+    """One GAN seed's own run (its own split made the same way, its GANs, synthetic images and classifiers)."""
+    runs.claim(sub)
+    overrides = sub / config.OVERRIDES_FILE
+    wanted = {"gan_seeds": [seed]}
+    if overrides.exists() and read_json(overrides) != wanted:
+        raise PipelineError(f"{config.rel(overrides)} holds {read_json(overrides)}, not {wanted}; delete {config.rel(sub)}.")
+    write_json(overrides, wanted)
+    numbers = ["01"] + [b.name[:2] for b in books if b.name[:2] in GAN_STAGES]
+    sub_books = select(",".join(numbers))
+    declared = set().union(*(declared_parameters(b) for b in sub_books))
+    print(f"=== GAN seed {seed}: {config.rel(sub)} (notebooks {', '.join(numbers)})", flush=True)
+    return run(profile, data_dir, str(sub), ",".join(numbers), {k: v for k, v in params.items() if k in declared},
+               resume=(sub / STATE).exists())
 
 
 def _fmt(seconds: float) -> str:

@@ -70,6 +70,7 @@ def overrides_for(point: dict[str, Any], profile: str) -> dict[str, Any]:
             out["train_per_class"] = {c: max(2, int(round(fraction * base["train_per_class"][c]))) for c in CLASSES}
         elif key == "seed":
             out["seeds"] = [int(value) + s for s in base["seeds"]]
+            out["gan_seeds"] = [int(value) + s for s in base["gan_seeds"]]
             out["synthesis_seed"] = int(value)
         elif key in known:
             try:
