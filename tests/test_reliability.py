@@ -333,7 +333,7 @@ def test_leftovers_of_a_killed_writer_are_recognised_and_removed(tmp_path):
 
 
 def test_every_torch_load_uses_weights_only_and_nothing_unpickles():
-    sources = sorted((ROOT / "covidgan_utils").glob("*.py"))
+    sources = sorted((ROOT / "covidgan_utils").rglob("*.py"))
     calls = 0
     for path in sources:
         text = path.read_text()
