@@ -51,7 +51,7 @@ def machine() -> str:
 
 
 def result(name, value, unit, baseline=None, ratio=None, target=None, **extra) -> dict:
-    """One benchmark row in the harness's CONTRACT shape (extra keys allowed)."""
+    """One benchmark row in the shape the harness and its tests expect (extra keys allowed)."""
     row = {"name": name, "value": value, "unit": unit, "baseline": baseline, "ratio": ratio, "target": target}
     row.update(extra)
     return row

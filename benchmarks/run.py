@@ -1,4 +1,4 @@
-"""Run every benchmark, print one line each, write a JSON list (CONTRACT).
+"""Run every benchmark, print one line each, write a JSON list (name, value, unit, baseline, ratio, target per row).
 
     python benchmarks/run.py [--quick] [--out FILE] [--only NAME[,NAME]]
 

@@ -1,6 +1,6 @@
 """Generate synthetic X-rays with a trained cGAN and write them as PNG files plus a manifest.
 
-Layout (CONTRACT): RUN/synthetic/<torch|tf>/<COVID|Normal>/*.png and
+Layout: RUN/synthetic/<torch|tf>/<COVID|Normal>/*.png and
 RUN/synthetic/<torch|tf>/manifest.csv with columns ``path,label,seed`` (path relative to RUN).
 A framework folder appears complete or not at all: everything is written into a hidden
 temporary folder that is renamed into place at the end.

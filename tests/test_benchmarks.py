@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks"
 
-CONTRACT = {"name", "value", "unit", "baseline", "ratio", "target"}
+ROW_KEYS = {"name", "value", "unit", "baseline", "ratio", "target"}
 
 
 def _harness(*args):
@@ -29,7 +29,7 @@ def test_run_writes_contract_rows(tmp_path):
     proc = _harness("--quick", "--only", "gemm_peak", "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())
-    assert len(rows) == 1 and CONTRACT <= set(rows[0])
+    assert len(rows) == 1 and ROW_KEYS <= set(rows[0])
     assert rows[0]["name"] == "gemm_peak" and rows[0]["unit"] == "GFLOP/s" and rows[0]["value"] > 0
     assert "gemm_peak" in proc.stdout
 
@@ -38,7 +38,7 @@ def test_run_reports_a_broken_benchmark(tmp_path):
     out = tmp_path / "bench.json"
     assert _harness("--only", "no_such_benchmark", "--out", str(out)).returncode == 1
     (row,) = json.loads(out.read_text())
-    assert CONTRACT <= set(row) and row["value"] is None and "no_such_benchmark" in row["error"]
+    assert ROW_KEYS <= set(row) and row["value"] is None and "no_such_benchmark" in row["error"]
 
 
 def test_benchmarks_share_one_peak_and_leave_the_import_path_alone():
