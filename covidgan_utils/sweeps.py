@@ -302,6 +302,8 @@ def comparison_table(run_dirs: dict[str, Any]) -> Any:
     """
     import pandas as pd
 
+    from .verdicts import verdict
+
     rows = []
     for label, run_dir in run_dirs.items():
         run_dir = Path(run_dir)
@@ -334,6 +336,9 @@ def comparison_table(run_dirs: dict[str, Any]) -> Any:
                     "95% CI": f"[{c['accuracy_ci'][0]:.3f}, {c['accuracy_ci'][1]:.3f}]",
                     "McNemar p vs real": results.get("mcnemar", {}).get(f"real+{fw}"),
                     "McNemar p vs copies": results.get("mcnemar_vs_copies", {}).get(f"real+{fw}"),
+                    "AUC real": real.get("roc_auc"),
+                    "AUC real+GAN": c.get("roc_auc"),
+                    "reading": verdict(results, f"real+{fw}")["kind"] if results.get("paired") else "n/a (older run)",
                 }
             )
     return pd.DataFrame(rows)
