@@ -144,12 +144,14 @@ def widgets(generate: Callable, latent_dim: int, samples: dict):
     return box
 
 
-def explore(generate: Callable, latent_dim: int, samples: dict, interactive: bool | None = None):
-    """Widgets when ``interactive`` (a person in JupyterLab), else the static figure; returns what it showed."""
+def explore(generate: Callable, latent_dim: int, samples: dict, interactive: bool | None = None) -> None:
+    """Show the widgets when ``interactive`` (a person in JupyterLab), else the static figure (shown once)."""
     if interactive_default(interactive):
         from IPython.display import display
 
-        box = widgets(generate, latent_dim, samples)
-        display(box)
-        return box
-    return static_views(generate, latent_dim, samples)
+        display(widgets(generate, latent_dim, samples))
+        return
+    import matplotlib.pyplot as plt
+
+    static_views(generate, latent_dim, samples)
+    plt.show()

@@ -42,7 +42,10 @@ def test_headless_runs_draw_the_static_views_and_jupyterlab_gets_widgets(monkeyp
     fig = explorer.static_views(fake_generate, LATENT, samples, steps=4)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert "epoch 10" in titles and "seed 0\nCOVID" in titles and "COVID t=1.00" in titles
-    assert explorer.explore(fake_generate, LATENT, samples).__class__.__name__ == "Figure"
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    assert explorer.explore(fake_generate, LATENT, samples) is None and len(plt.get_fignums()) == 1  # shown, not returned
     pytest.importorskip("ipywidgets")
     box = explorer.widgets(fake_generate, LATENT, samples)
     assert [box.get_title(i) for i in range(len(box.children))] == ["class toggle", "interpolation", "training"]
