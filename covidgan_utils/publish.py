@@ -114,3 +114,60 @@ def publish(run_dir, dest=None, max_kb: int = 1024) -> list[Path]:
     if problems:
         raise PipelineError("Published notebooks need attention:\n  - " + "\n  - ".join(problems))
     return written
+
+
+TIMING = r"\d+(?:\.\d+)?\s?(?:ms|s|sec|seconds|min|minutes|h|hours)\b|\d+(?:\.\d+)?\s?s/epoch|\d+(?:\.\d+)?x\b"
+
+
+def _outputs_text(cell) -> list[str]:
+    """A code cell's outputs as comparable text: timings masked, figures by their decoded pixels (rounded)."""
+    import base64
+    import hashlib
+    import io
+    import re
+
+    import numpy as np
+    from PIL import Image
+
+    shown = []
+    for output in cell.get("outputs", []):
+        data = output.get("data", {})
+        text = output.get("text") or data.get("text/plain") or ""
+        text = "".join(text) if isinstance(text, list) else text
+        shown.append(re.sub(TIMING, "<time>", text))
+        png = data.get("image/png")
+        if png:
+            pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(png))).convert("L"), dtype=np.int16) // 8
+            shown.append("figure " + hashlib.sha256(pixels.tobytes()).hexdigest()[:12])
+    return shown
+
+
+def compare_notebooks(old: dict, new: dict) -> list[str]:
+    """Differences between two executed notebooks (nbformat dicts), timings masked: [] when they agree."""
+    problems = []
+    old_cells, new_cells = old.get("cells", []), new.get("cells", [])
+    if len(old_cells) != len(new_cells):
+        return [f"{len(old_cells)} cells vs {len(new_cells)}"]
+    for i, (a, b) in enumerate(zip(old_cells, new_cells)):
+        if "".join(a.get("source", "")) != "".join(b.get("source", "")):
+            problems.append(f"cell {i}: source differs")
+        elif a.get("cell_type") == "code" and _outputs_text(a) != _outputs_text(b):
+            problems.append(f"cell {i}: outputs differ")
+    return problems
+
+
+def compare_with_git(rev: str = "HEAD", folder: str = "notebooks") -> dict[str, list[str]]:
+    """Compare the notebooks in ``folder`` with their committed versions at ``rev`` (after `make notebooks`)."""
+    import json
+    import subprocess
+
+    root = config.repo_root()
+    out = {}
+    for path in sorted((root / folder).glob("[0-9][0-9]_*.ipynb")):
+        rel_path = path.relative_to(root).as_posix()
+        shown = subprocess.run(["git", "show", f"{rev}:{rel_path}"], cwd=root, capture_output=True, text=True)
+        if shown.returncode != 0:
+            out[rel_path] = [f"not in {rev}"]
+            continue
+        out[rel_path] = compare_notebooks(json.loads(shown.stdout), json.loads(path.read_text()))
+    return out

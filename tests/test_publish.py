@@ -28,3 +28,14 @@ def test_clean_notebook_drops_the_injected_cell_and_renumbers(tmp_path):
     assert [c.execution_count for c in codes] == [1, 2, 3] and codes[1].outputs[0]["execution_count"] == 2
     assert codes[2].outputs == [] and "widgets" not in out.metadata
     assert "papermill" not in out.metadata and out.metadata["kernelspec"]["name"] == "python3"
+
+
+def test_compare_notebooks_masks_timings_and_finds_other_changes():
+    def nb(text):
+        cell = nbformat.v4.new_code_cell("train()", execution_count=1)
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        return {"cells": [cell]}
+
+    assert publish.compare_notebooks(nb("done in 12.5 s, 3.1 s/epoch, 1.2x\n"), nb("done in 40.1 s, 9.0 s/epoch, 1.9x\n")) == []
+    assert publish.compare_notebooks(nb("accuracy 0.711\n"), nb("accuracy 0.769\n")) == ["cell 0: outputs differ"]
+    assert publish.compare_notebooks(nb("a"), {"cells": []}) == ["1 cells vs 0"]
