@@ -6,7 +6,7 @@ STAMP := $(VENV)/.covidgan-installed
 RUN_DIR ?= runs/demo
 DATA_DIR ?=
 
-.PHONY: setup demo test lab figures paper paper-smoke smoke notebooks studies lint clean-runs
+.PHONY: setup demo test lab figures paper paper-smoke smoke notebooks check-notebooks studies lint clean-runs
 
 setup: $(STAMP)
 
@@ -56,11 +56,15 @@ studies: demo
 	$(PY) -m covidgan_utils sweep demo-seeds --grid seed=0,1,2 --notebooks 01,03,04,05
 	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --resume --notebooks 07
 
-## notebooks: rerun the demo from scratch, then commit-ready notebooks (outputs of that run) and figures/
+## notebooks: rerun the demo from scratch with its defaults, then commit-ready notebooks (outputs of that run) and figures/
 notebooks: setup
 	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --overwrite
 	$(PY) -m covidgan_utils publish --run-dir $(RUN_DIR)
 	$(PY) -m covidgan_utils figures --run-dir $(RUN_DIR) --out figures
+
+## check-notebooks: after make notebooks, compare notebooks/ with the committed ones (timings masked)
+check-notebooks: setup
+	$(PY) -m covidgan_utils publish --compare HEAD
 
 lint: setup
 	$(VENV)/bin/ruff check covidgan_utils tests benchmarks
