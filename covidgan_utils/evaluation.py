@@ -24,6 +24,7 @@ present, each ``real+<gan>`` condition is also tested against it (``mcnemar_vs_c
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,11 +139,20 @@ def summarize(
     ci: str = "wilson",
     n_resamples: int = 2000,
     bootstrap_seed: int = 0,
+    external: dict | None = None,
+    large_test: dict | None = None,
+    baseline: dict | None = None,
 ) -> dict:
     """results.json: per-condition metrics over seeds, paired bootstrap comparisons, McNemar vs ``real``, power, settings.
 
     With ``real``'s training counts in ``train_info`` the derived condition ``real:prior-corrected`` is added
     (real's probabilities with the logit shifted by log(n_normal / n_covid)).
+
+    Other test sets, each ``{"predictions": frame or None, "source": {...}}`` (every head of every condition on
+    that set, never trained on): ``external`` adds an ``external`` block to each condition and ``external_set``
+    (where the images came from); ``large_test`` (a large independent set: the truth) adds ``large_test`` to each
+    condition, ``large_test_set`` and the procedure's simulation against it (``procedure_error_rate.large_test``).
+    ``baseline`` (``{"predictions": {set: frame}, "info": {...}}``, a model that is not VGG16) adds ``baseline``.
     """
     if ci not in ("wilson", "bootstrap"):
         raise ValueError(f"ci must be 'wilson' or 'bootstrap', not {ci!r}")
@@ -227,7 +237,131 @@ def summarize(
         **settings,
         "gan_seeds": [int(s) for s in settings.get("gan_seeds", [0])],
     }
+    control = (analysis.get("primary") or {}).get("control")
+    other = dict(train_info=train_info, home=predictions, control=control, n_resamples=n_resamples, seed=bootstrap_seed)
+    for key, given in (("external", external), ("large_test", large_test)):
+        if given is None:
+            continue
+        source = dict(given.get("source") or {})
+        if given.get("predictions") is not None and len(given["predictions"]):
+            start = time.perf_counter()
+            mix = results["n_val_per_class"] if key == "large_test" else None
+            blocks = evaluate_test_set(given["predictions"], mix=mix, **other)
+            for cond, block in blocks.items():
+                if cond in conditions:
+                    conditions[cond][key] = block
+            if key == "large_test" and "real" in blocks:
+                scored = stats.add_prior_corrected(given["predictions"], train_info)
+                results["procedure_error_rate"] = dict(results["procedure_error_rate"] or {})
+                results["procedure_error_rate"]["large_test"] = stats.procedure_on_test_set(
+                    scored, results["n_val_per_class"], n_sim=n_resamples, seed=bootstrap_seed, n_resamples=n_resamples
+                )
+            source.setdefault("seconds", {})["evaluation"] = round(time.perf_counter() - start, 2)
+            source["evaluated"] = True
+        else:
+            source["evaluated"] = False
+        results[f"{key}_set"] = source
+    if baseline is not None:
+        results["baseline"] = baseline_block(baseline, predictions, n_resamples=n_resamples, seed=bootstrap_seed)
     return _clean(results)
+
+
+TEST_SET_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc")
+
+
+def evaluate_test_set(
+    predictions,
+    train_info: dict | None = None,
+    home=None,
+    control: str | None = None,
+    mix: dict | None = None,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> dict:
+    """Every condition's heads on a test set that is not the validation set: {condition: block}.
+
+    A block holds the seed means of accuracy (Wilson 95% interval, as at home), balanced accuracy, sensitivity,
+    specificity, ROC AUC and Brier score with class-stratified bootstrap 95% intervals (n/a where the set lacks
+    a class), the metrics per head seed, paired differences against ``real`` and, for a GAN condition, against
+    the home run's best no-GAN ``control`` (``vs_real``, ``vs_control``: estimate, 95% and 90% interval, p), and,
+    with the ``home`` (validation) predictions, the change from home per metric (independent bootstraps).
+    ``mix`` (images per class) adds the accuracy at that class mix, (n_covid sens + n_normal spec) / n.
+    """
+    predictions = stats.add_prior_corrected(predictions, train_info)
+    names = list(dict.fromkeys(predictions["condition"]))
+    paths, labels, probs = None, None, {}
+    for cond in names:
+        paths, labels, probs[cond] = stats.seed_matrix(predictions, cond, paths)
+    counts = stats.stratified_counts(labels, n_resamples, seed)
+    ones = np.ones((1, len(labels)))
+    scored = {
+        c: (stats.weighted_metrics(labels, P, ones), stats.weighted_metrics(labels, P, counts))
+        for c, P in probs.items()
+    }
+    n = len(labels)
+    out = {}
+    for cond in names:
+        P = probs[cond]
+        sub = predictions[predictions["condition"] == cond]
+        per_seed = [{"seed": int(s), **metrics(part["label"], part["prob_covid"])} for s, part in sub.groupby("seed")]
+        block = {"n": int(n), "n_per_class": {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)}}
+        block.update({m: _nanmean([p[m] for p in per_seed]) for m in METRICS})
+        boot = scored[cond][1]
+        for m in stats.BOOTSTRAP_METRICS:
+            block[f"{m}_ci"] = stats.percentile_interval(boot[m], 1 - alpha)
+        block["accuracy_ci_bootstrap"] = block.pop("accuracy_ci")
+        block["accuracy_ci"] = wilson_ci(block["accuracy"] * n, n, alpha)
+        if mix:
+            total = sum(mix.values())
+            w_covid, w_normal = mix[CLASSES[1]] / total, mix[CLASSES[0]] / total
+            block["accuracy_at_validation_mix"] = w_covid * block["sensitivity"] + w_normal * block["specificity"]
+            block["accuracy_at_validation_mix_ci"] = stats.percentile_interval(
+                w_covid * boot["sensitivity"] + w_normal * boot["specificity"], 1 - alpha
+            )
+            block["validation_mix"] = {k: int(v) for k, v in mix.items()}
+        accs = np.array([p["accuracy"] for p in per_seed])
+        block["accuracy_seed_sd"] = float(accs.std(ddof=1)) if len(accs) > 1 else 0.0
+        block["per_seed"] = [
+            {k: p[k] for k in ("seed", *TEST_SET_METRICS, "brier", "confusion_matrix")} for p in per_seed
+        ]
+        block["interval_method"] = (
+            "accuracy: Wilson 95% of one run at the seed-mean accuracy; others: class-stratified bootstrap over "
+            f"these images ({n_resamples} resamples, seed means); covers sampling of these images, not GAN seeds"
+        )
+        if "real" in probs and cond != "real":
+            block["vs_real"] = _subset(stats.differences(scored["real"], scored[cond], alpha))
+        if control and control in probs and cond in stats.GAN_CONDITIONS and control != cond:
+            block["vs_control"] = {
+                "control": control,
+                **_subset(stats.differences(scored[control], scored[cond], alpha)),
+            }
+        if home is not None and cond in set(home["condition"]):
+            _, home_labels, home_P = stats.seed_matrix(home, cond)
+            block["change_from_home"] = _subset(
+                stats.independent_differences(home_labels, home_P, labels, P, n_resamples, seed + 7, alpha)
+            )
+        out[cond] = block
+    return out
+
+
+def _subset(differences: dict) -> dict:
+    return {m: differences[m] for m in TEST_SET_METRICS}
+
+
+def baseline_block(baseline: dict, home, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """A model beside VGG16 (the pixel baseline) on every test set, and ``real`` minus it on the validation set."""
+    out = dict(baseline.get("info") or {})
+    for name, frame in (baseline.get("predictions") or {}).items():
+        if frame is None or not len(frame):
+            continue
+        cond = frame["condition"].iloc[0]
+        out[name] = evaluate_test_set(frame, n_resamples=n_resamples, seed=seed)[cond]
+        if name == "validation" and "real" in set(home["condition"]):
+            paths, y, P_real = stats.seed_matrix(home, "real")
+            _, _, P_base = stats.seed_matrix(frame, cond, paths)
+            out["real_minus_baseline"] = _subset(stats.paired_differences(y, P_base, P_real, n_resamples, seed))
+    return out
 
 
 def paired_test(predictions, conditions: dict, base: str, cond: str) -> dict:
@@ -249,16 +383,21 @@ def paired_test(predictions, conditions: dict, base: str, cond: str) -> dict:
     }
 
 
-def write_results(run_dir, results: dict, predictions) -> dict:
-    """Write RUN/transfer/results.json and RUN/transfer/predictions.csv atomically."""
+def write_results(run_dir, results: dict, predictions, others: dict | None = None) -> dict:
+    """Write RUN/transfer/results.json and RUN/transfer/predictions.csv atomically; ``others`` {name: frame}
+    (the external and large test sets) go to RUN/transfer/predictions_<name>.csv."""
     from .files import write_csv, write_json
 
     out = Path(run_dir) / "transfer"
     cols = ["condition", "seed", "path", "label", "prob_covid", "pred"]
-    return {
+    written = {
         "results": write_json(out / "results.json", _clean(results)),
         "predictions": write_csv(out / "predictions.csv", predictions[cols]),
     }
+    for name, frame in (others or {}).items():
+        if frame is not None and len(frame):
+            written[f"predictions_{name}"] = write_csv(out / f"predictions_{name}.csv", frame[cols])
+    return written
 
 
 def results_table(results: dict):
@@ -332,6 +471,89 @@ def power_frame(results: dict):
     return pd.DataFrame(rows).set_index("discordant images")
 
 
+def _with_interval(value, interval, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    low, high = interval or (None, None)
+    return f"{value:.{digits}f}" if low is None else f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def test_set_table(results: dict, metrics=("accuracy", "sensitivity", "specificity", "roc_auc")):
+    """Home (validation) beside the external set and the large test set, per condition: seed means with 95%
+    intervals (accuracy: Wilson; the others: class-stratified bootstrap); the large set's accuracy is given at
+    the validation class mix (what the validation accuracy estimates). n/a where a set lacks a class."""
+    import pandas as pd
+
+    rows = {}
+    for cond, c in results["conditions"].items():
+        row = {}
+        for m in metrics:
+            name = "ROC AUC" if m == "roc_auc" else m
+            row[(name, "home")] = _with_interval(c.get(m), c.get(f"{m}_ci"))
+            if c.get("external"):
+                row[(name, "external")] = _with_interval(c["external"].get(m), c["external"].get(f"{m}_ci"))
+            if c.get("large_test"):
+                key = "accuracy_at_validation_mix" if m == "accuracy" else m
+                row[(name, "large test")] = _with_interval(c["large_test"].get(key), c["large_test"].get(f"{key}_ci"))
+        rows[cond] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    return table.rename_axis("condition")
+
+
+def procedure_frame(results: dict):
+    """How often the report's procedure declares a gain: from head seeds on the validation set, and against the
+    large test set's truth (same classifier twice, then each condition against real)."""
+    import pandas as pd
+
+    proc = results.get("procedure_error_rate") or {}
+    rows = []
+    if proc.get("raw_gain") is not None:
+        rows.append(
+            {
+                "simulation": "validation set redrawn (bootstrap), two heads of real",
+                "truth (accuracy, large set)": "no difference (by construction)",
+                "truth (ROC AUC, large set)": "no difference (by construction)",
+                "declares a gain": proc["raw_gain"],
+                "declares a gain, McNemar p < 0.05": proc["mcnemar_gain"],
+                "the rate is": "false-gain rate",
+            }
+        )
+    sim = proc.get("large_test") or {}
+    same = sim.get("same_classifier") or {}
+    if same.get("raw_gain") is not None:
+        rows.append(
+            {
+                "simulation": "drawn from the large set, two heads of real",
+                "truth (accuracy, large set)": "no difference (by construction)",
+                "truth (ROC AUC, large set)": "no difference (by construction)",
+                "declares a gain": same["raw_gain"],
+                "declares a gain, McNemar p < 0.05": same["mcnemar_gain"],
+                "the rate is": "false-gain rate",
+            }
+        )
+    for cond, e in (sim.get("conditions") or {}).items():
+        t = e["truth"]
+        rows.append(
+            {
+                "simulation": f"drawn from the large set, {cond} vs {sim['base']}",
+                "truth (accuracy, large set)": f"{t['accuracy_difference']:+.3f} "
+                f"{_signed_interval(t['accuracy_interval'])} {t['accuracy_kind']}",
+                "truth (ROC AUC, large set)": f"{t['roc_auc_difference']:+.3f} "
+                f"{_signed_interval(t['roc_auc_interval'])} {t['roc_auc_kind']}",
+                "declares a gain": e["raw_gain"],
+                "declares a gain, McNemar p < 0.05": e["mcnemar_gain"],
+                "the rate is": e["rate_is"],
+            }
+        )
+    return pd.DataFrame(rows).set_index("simulation") if rows else pd.DataFrame()
+
+
+def _signed_interval(interval) -> str:
+    low, high = interval or (None, None)
+    return "" if low is None else f"[{low:+.3f}, {high:+.3f}]"
+
+
 def report_mcnemar_best_case(n_val: int = 192) -> dict:
     """The report's gains in images, and the exact McNemar p even if every changed image went the better way."""
     from statsmodels.stats.contingency_tables import mcnemar
@@ -375,16 +597,20 @@ __all__ = [
     "CLASSES",
     "REPORT",
     "WAHEED",
+    "baseline_block",
     "bootstrap_ci",
+    "evaluate_test_set",
     "majority_vote",
     "mcnemar_test",
     "metrics",
     "paired_table",
     "power_frame",
+    "procedure_frame",
     "reading",
     "results_table",
     "verdict",
     "summarize",
+    "test_set_table",
     "wilson_ci",
     "write_results",
 ]

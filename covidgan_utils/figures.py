@@ -29,7 +29,8 @@ CATALOGUE = {
     "torch_samples_over_training": ("fixed-noise PyTorch samples at several epochs", "-"),
     "tf_samples_over_training": ("fixed-noise TensorFlow samples at several epochs", "-"),
     "transfer_accuracy": (
-        "VGG16 validation accuracy and balanced accuracy per condition: mean, 95% interval, each seed, majority-class rate",
+        "VGG16 validation accuracy and balanced accuracy per condition: mean, 95% interval, each seed, majority-class "
+        "rate; external-set accuracy and the large test set's truth where the run has them",
         "Section 4 results",
     ),
     "gan_options": ("plain cGAN vs DiffAugment vs ACGAN: KID, TSTR and real + GAN accuracy (notebook 07)", "-"),
@@ -184,7 +185,9 @@ def samples_over_training(run_dir: Path, fw: str, max_epochs: int = 6, per_class
 
 def transfer_accuracy(run_dir: Path):
     """Accuracy and balanced accuracy per condition with 95% intervals, seeds as dots, the majority-class rate
-    and the report's numbers as reference lines; the y axis starts at a value stated on it."""
+    and the report's numbers as reference lines; the y axis starts at a value stated on it. Where the run has
+    them, the external set's accuracy (diamonds) and the large test set's accuracy at the validation class mix
+    (a bar: the truth) sit on each accuracy bar. Numbers only: no image of a test set is drawn."""
     import matplotlib.pyplot as plt
 
     path = run_dir / "transfer" / "results.json"
@@ -213,6 +216,31 @@ def transfer_accuracy(run_dir: Path):
             seeds = [s[key] for s in c.get("per_seed", []) if s.get(key) is not None]
             offsets = np.linspace(-0.1, 0.1, len(seeds)) if len(seeds) > 1 else np.zeros(len(seeds))
             ax.scatter(i + dx + offsets, seeds, color="k", s=8, zorder=3)
+    for key, value_key, label, marker, color, dx in (
+        ("external", "accuracy", "external set: accuracy (Wilson 95%)", "D", "C2", -0.27),
+        (
+            "large_test",
+            "accuracy_at_validation_mix",
+            "large test set: accuracy at the validation mix (truth)",
+            "_",
+            "C4",
+            -0.11,
+        ),
+    ):
+        for i, name in enumerate(names):
+            block = results[name].get(key) or {}
+            value, interval = block.get(value_key), block.get(f"{value_key}_ci")
+            if value is None:
+                continue
+            err = None
+            if interval and None not in interval:
+                lows.append(interval[0])
+                err = [[value - interval[0]], [interval[1] - value]]
+            size = 12 if marker == "_" else 5
+            ax.errorbar(
+                i + dx, value, yerr=err, fmt=marker, color=color, ms=size, mew=2, capsize=2, lw=1, zorder=4, label=label
+            )
+            label = None  # one legend entry per set
     if majority is not None:
         ax.axhline(
             majority, color="C3", lw=1.2, label=f"majority-class rate {majority:.3f} (always '{majority_class}')"

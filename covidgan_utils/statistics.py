@@ -120,7 +120,8 @@ def weighted_metrics(labels, prob_seeds, counts, threshold: float = 0.5) -> dict
 
     ``prob_seeds`` is (seeds, n). Row b of ``counts`` says how often each image is in resample b; a row of
     ones gives the plain metric (equal to scikit-learn's on the original images). AUC is the Mann-Whitney
-    statistic over the resampled (COVID, Normal) pairs, ties counted one half.
+    statistic over the resampled (COVID, Normal) pairs, ties counted one half. A set with one class only
+    gives NaN for the metrics that need the other (balanced accuracy, AUC, and its missing class's recall).
     """
     y = np.asarray(labels)
     P = np.atleast_2d(np.asarray(prob_seeds, dtype=np.float64))
@@ -139,10 +140,23 @@ def weighted_metrics(labels, prob_seeds, counts, threshold: float = 0.5) -> dict
             out["accuracy"] += W @ correct / W.sum(1)
             out["balanced_accuracy"] += (sens + spec) / 2
             out["brier"] += W @ (p - y) ** 2 / W.sum(1)
-            pp, pn = p[pos], p[neg]
-            wins = (pp[:, None] > pn[None, :]) + 0.5 * (pp[:, None] == pn[None, :])
-            out["roc_auc"] += ((Wp @ wins) * Wn).sum(1) / (n_pos * n_neg)
+            out["roc_auc"] += _weighted_wins(p[pos], p[neg], Wp, Wn) / (n_pos * n_neg)
     return {m: v / len(P) for m, v in out.items()}
+
+
+def _weighted_wins(pp, pn, Wp, Wn) -> np.ndarray:
+    """Per weighting: the sum over (COVID, Normal) pairs of w_i w_j [p_i > p_j] (ties one half).
+
+    The Normal images are sorted once and their weights cumulated, so each COVID image looks up how much
+    Normal weight lies below it: O(B n) instead of the O(B n_pos n_neg) of comparing every pair.
+    """
+    order = np.argsort(pn, kind="stable")
+    sorted_neg = pn[order]
+    cum = np.concatenate([np.zeros((len(Wn), 1)), np.cumsum(Wn[:, order], axis=1)], axis=1)
+    below = np.searchsorted(sorted_neg, pp, side="left")
+    upto = np.searchsorted(sorted_neg, pp, side="right")
+    wins = cum[:, below] + 0.5 * (cum[:, upto] - cum[:, below])
+    return (Wp * wins).sum(1)
 
 
 def percentile_interval(samples, level: float = 0.95) -> list[float]:
@@ -460,6 +474,211 @@ def procedure_error_rate(
     }
 
 
+def _declared_gains(correct_a, correct_b, alpha: float):
+    """Per simulated experiment (rows): does b gain accuracy over a, and does it with exact McNemar p < alpha?"""
+    from scipy.stats import binom
+
+    a, b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    gain = b.sum(1).astype(np.int64) - a.sum(1)
+    b_only, a_only = (b & ~a).sum(1), (a & ~b).sum(1)
+    n = b_only + a_only
+    p = np.where(n > 0, np.minimum(1.0, 2 * binom.cdf(np.minimum(b_only, a_only), n, 0.5)), 1.0)
+    return gain > 0, (gain > 0) & (p < alpha), n
+
+
+def _draw_validation_sets(labels, draw_per_class: dict, n_sim: int, rng) -> tuple[np.ndarray, bool]:
+    """(n_sim, m) indices: each row a validation set drawn within class, without replacement when the class allows."""
+    y = np.asarray(labels)
+    columns, replaced = [], False
+    for k, name in enumerate(CLASSES):
+        m = int(draw_per_class.get(name, 0))
+        members = np.flatnonzero(y == k)
+        if m == 0:
+            continue
+        if len(members) == 0:
+            raise ValueError(f"The test set has no {name} image to draw {m} from.")
+        if len(members) >= m:
+            columns.append(members[rng.random((n_sim, len(members))).argsort(axis=1)[:, :m]])
+        else:
+            replaced = True
+            columns.append(members[rng.integers(0, len(members), (n_sim, m))])
+    return np.concatenate(columns, axis=1), replaced
+
+
+def _truth_kind(interval, interval_90, margin: float) -> str:
+    """The large test set's verdict on a difference: gain, loss, no difference (TOST) or inconclusive."""
+    low, high = interval
+    if low is None or math.isnan(low):
+        return "n/a"
+    if low > 0:
+        return "gain"
+    if high < 0:
+        return "loss"
+    if -margin < interval_90[0] and interval_90[1] < margin:
+        return "no difference"
+    return "inconclusive"
+
+
+def paired_differences(
+    labels, prob_a, prob_b, n_resamples: int = 2000, seed: int = 0, alpha: float = 0.05, counts=None
+) -> dict:
+    """b - a on the same images, per BOOTSTRAP_METRICS metric: estimate, 95% and 90% interval, p (class-stratified
+    paired bootstrap, seed means; ``counts`` reuses resamples already drawn)."""
+    y = np.asarray(labels)
+    W = stratified_counts(y, n_resamples, seed) if counts is None else counts
+    ones = np.ones((1, len(y)))
+    return differences(
+        (weighted_metrics(y, prob_a, ones), weighted_metrics(y, prob_a, W)),
+        (weighted_metrics(y, prob_b, ones), weighted_metrics(y, prob_b, W)),
+        alpha,
+    )
+
+
+def differences(a, b, alpha: float = 0.05) -> dict:
+    """b - a from (point, bootstrap samples) pairs of :func:`weighted_metrics` results on the same resamples:
+    per metric the estimate, 95% and 90% percentile intervals and the bootstrap p."""
+    (point_a, boot_a), (point_b, boot_b) = a, b
+    out = {}
+    for m in BOOTSTRAP_METRICS:
+        d = boot_b[m] - boot_a[m]
+        out[m] = {
+            "estimate": float(point_b[m][0] - point_a[m][0]),
+            "interval": percentile_interval(d, 1 - alpha),
+            "interval_90": percentile_interval(d, 1 - 2 * alpha),
+            "p": bootstrap_pvalue(d),
+        }
+    return out
+
+
+def independent_differences(
+    labels_a, prob_a, labels_b, prob_b, n_resamples: int = 2000, seed: int = 0, alpha: float = 0.05
+) -> dict:
+    """b - a between two independent image sets (home and external), per metric: estimate, 95% interval, p, from
+    independent class-stratified bootstraps of the two sets (seed means)."""
+    ya, yb = np.asarray(labels_a), np.asarray(labels_b)
+    boot_a = weighted_metrics(ya, prob_a, stratified_counts(ya, n_resamples, seed))
+    boot_b = weighted_metrics(yb, prob_b, stratified_counts(yb, n_resamples, seed + 1))
+    point_a = weighted_metrics(ya, prob_a, np.ones((1, len(ya))))
+    point_b = weighted_metrics(yb, prob_b, np.ones((1, len(yb))))
+    out = {}
+    for m in BOOTSTRAP_METRICS:
+        d = boot_b[m] - boot_a[m]
+        out[m] = {
+            "estimate": float(point_b[m][0] - point_a[m][0]),
+            "interval": percentile_interval(d, 1 - alpha),
+            "p": bootstrap_pvalue(d),
+        }
+    return out
+
+
+def procedure_on_test_set(
+    predictions,
+    draw_per_class: dict,
+    base: str = "real",
+    conditions=None,
+    n_sim: int = 2000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    n_resamples: int = 2000,
+    margin: float = EQUIVALENCE_MARGIN,
+) -> dict:
+    """The report's procedure judged against a large independent test set (its truth).
+
+    ``predictions`` holds every head of every condition on the large set. The truth of each comparison is the
+    difference in accuracy at the validation set's class mix (``draw_per_class``), measured on the whole large
+    set (class-stratified paired bootstrap, seed means), and the difference in ROC AUC. Each simulated experiment
+    draws one validation set of ``draw_per_class`` images from the large set (within class, without replacement),
+    takes one head of ``base`` and one of the other condition (one run each) and applies the report's procedure:
+    a gain if accuracy rises (raw), or rises with exact McNemar p < alpha. Where the truth shows no gain, the rate
+    of declared gains is the procedure's false-gain rate; where it shows one, the rate is its power.
+    Two heads of ``base`` differing only in their seed give the same simulation with no difference by construction.
+    """
+    present = list(dict.fromkeys(predictions["condition"]))
+    if base not in present:
+        raise ValueError(f"No predictions of {base!r} on the test set; present: {present}.")
+    names = [c for c in (present if conditions is None else conditions) if c != base and c in present]
+    paths, y, P_base = seed_matrix(predictions, base)
+    m = sum(int(v) for v in draw_per_class.values())
+    weights = {k: int(draw_per_class.get(name, 0)) / m for k, name in enumerate(CLASSES)}
+    rng = np.random.default_rng([int(seed), 2000])
+    idx, replaced = _draw_validation_sets(y, draw_per_class, n_sim, rng)
+    counts = stratified_counts(y, n_resamples, seed)
+    ones = np.ones((1, len(y)))
+
+    def correct(P):
+        return (P >= 0.5).astype(np.int64) == y
+
+    def at_mix(values):
+        return weights[1] * values["sensitivity"] + weights[0] * values["specificity"]
+
+    boot_base, point_base = weighted_metrics(y, P_base, counts), weighted_metrics(y, P_base, ones)
+    C_base = correct(P_base)
+    what = (
+        f"one run each of {base} and another condition, one validation set of "
+        + " + ".join(f"{int(v)} {k}" for k, v in draw_per_class.items())
+        + " images drawn from the large independent test set"
+        + (" (with replacement: a class had fewer images)" if replaced else " (within class, without replacement)")
+        + f"; the report's procedure declares a gain if accuracy rises (raw) or rises with exact McNemar p < {alpha}; "
+        "the truth is the whole large set (accuracy at the validation class mix, ROC AUC)"
+    )
+    out = {
+        "simulates": what,
+        "base": base,
+        "n_sim": int(n_sim),
+        "draw_per_class": {k: int(v) for k, v in draw_per_class.items()},
+        "test_set_per_class": {name: int((y == k).sum()) for k, name in enumerate(CLASSES)},
+        "alpha": alpha,
+        "truth_rule": (
+            f"gain / loss: the 95% interval of the difference excludes 0; no difference: its 90% interval inside "
+            f"±{margin} (TOST); inconclusive otherwise"
+        ),
+    }
+    S = len(P_base)
+    if S >= 2:
+        first = rng.integers(0, S, n_sim)
+        second = (first + rng.integers(1, S, n_sim)) % S
+        raw, sig, n_disc = _declared_gains(C_base[first[:, None], idx], C_base[second[:, None], idx], alpha)
+        out["same_classifier"] = {
+            "compares": f"two heads of {base} differing only in their seed (no difference by construction)",
+            "head_seeds": int(S),
+            "raw_gain": float(raw.mean()),
+            "mcnemar_gain": float(sig.mean()),
+            "mean_discordant_images": float(n_disc.mean()),
+        }
+    else:
+        out["same_classifier"] = {"raw_gain": None, "mcnemar_gain": None, "reason": "needs at least two head seeds"}
+    out["conditions"] = {}
+    for cond in names:
+        _, _, P = seed_matrix(predictions, cond, paths)
+        boot, point = weighted_metrics(y, P, counts), weighted_metrics(y, P, ones)
+        d_acc = at_mix(boot) - at_mix(boot_base)
+        d_auc = boot["roc_auc"] - boot_base["roc_auc"]
+        acc_interval = percentile_interval(d_acc, 0.95)
+        auc_interval = percentile_interval(d_auc, 0.95)
+        truth = {
+            "accuracy_at_mix": [float(at_mix(point_base)[0]), float(at_mix(point)[0])],
+            "accuracy_difference": float(at_mix(point)[0] - at_mix(point_base)[0]),
+            "accuracy_interval": acc_interval,
+            "accuracy_kind": _truth_kind(acc_interval, percentile_interval(d_acc, 0.90), margin),
+            "roc_auc": [float(point_base["roc_auc"][0]), float(point["roc_auc"][0])],
+            "roc_auc_difference": float(point["roc_auc"][0] - point_base["roc_auc"][0]),
+            "roc_auc_interval": auc_interval,
+            "roc_auc_kind": _truth_kind(auc_interval, percentile_interval(d_auc, 0.90), margin),
+        }
+        C = correct(P)
+        first = rng.integers(0, S, n_sim)
+        second = rng.integers(0, len(P), n_sim)
+        raw, sig, n_disc = _declared_gains(C_base[first[:, None], idx], C[second[:, None], idx], alpha)
+        out["conditions"][cond] = {
+            "truth": truth,
+            "raw_gain": float(raw.mean()),
+            "mcnemar_gain": float(sig.mean()),
+            "mean_discordant_images": float(n_disc.mean()),
+            "rate_is": "power" if truth["accuracy_kind"] == "gain" else "false-gain rate",
+        }
+    return out
+
+
 __all__ = [
     "BOOTSTRAP_METRICS",
     "EQUIVALENCE_MARGIN",
@@ -473,17 +692,21 @@ __all__ = [
     "best_control",
     "bootstrap_pvalue",
     "comparisons",
+    "differences",
     "exact_mcnemar",
     "find",
     "holm",
+    "independent_differences",
     "mcnemar_mde",
     "mcnemar_power",
     "min_significant_images",
+    "paired_differences",
     "percentile_interval",
     "power_table",
     "prior_corrected",
     "prior_offset",
     "procedure_error_rate",
+    "procedure_on_test_set",
     "seed_matrix",
     "stratified_counts",
     "tost",

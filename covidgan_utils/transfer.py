@@ -165,7 +165,9 @@ def verify_published_name(path) -> bool:
 
 def fetch_imagenet_weights(progress: bool = True) -> Path:
     """Download torchvision's ImageNet VGG16 file into the torch hub cache (timeouts, sha256, atomic); raises DownloadError."""
-    return download(VGG16_URL, imagenet_cache_file(), sha256=VGG16_SHA256_PREFIX, expected_size=VGG16_BYTES, progress=progress)
+    return download(
+        VGG16_URL, imagenet_cache_file(), sha256=VGG16_SHA256_PREFIX, expected_size=VGG16_BYTES, progress=progress
+    )
 
 
 def imagenet_state_dict(progress: bool = True) -> dict:
@@ -205,9 +207,7 @@ def _vgg16_from_state(state: dict, name: str):
             "Fix: save it with torch.save(torchvision.models.vgg16(...).state_dict(), path)."
         )
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    wrong = [
-        f"{k} {tuple(v.shape)} (VGG16 has {shapes[k]})" for k, v in state.items() if tuple(v.shape) != shapes[k]
-    ]
+    wrong = [f"{k} {tuple(v.shape)} (VGG16 has {shapes[k]})" for k, v in state.items() if tuple(v.shape) != shapes[k]]
     if wrong:
         raise ValueError(f"{name} does not fit VGG16: {'; '.join(wrong[:5])}.")
     model.load_state_dict(state, strict=False, assign=True)
@@ -485,6 +485,8 @@ def extract_all(
 ) -> dict:
     """Features of every image set, computed once: {name: (features, labels)} plus seconds taken.
 
+    Image sets are the entries holding (images, labels): real, val, torch, tf, or any other test set.
+
     With ``cache_dir`` (notebook 05: RUN/transfer/features) features are also saved, keyed by the
     images' bytes, the input size and the frozen weights, so rerunning with other seeds or epochs
     skips the network entirely; any change of images or weights gives a new key.
@@ -493,10 +495,10 @@ def extract_all(
 
     out, seconds = {}, {}
     weights_key = _weights_digest(model) if cache_dir is not None else None
-    for name in ("real", "val", "torch", "tf"):
-        if name not in datasets:
-            continue
-        images, labels = datasets[name]
+    for name, value in datasets.items():
+        if not (isinstance(value, tuple) and len(value) == 2 and value[0] is not None):
+            continue  # not an image set (val_paths, skipped, an absent test set)
+        images, labels = value
         start = time.perf_counter()
         path = None
         if cache_dir is not None:
@@ -543,13 +545,39 @@ def run_conditions(
     (condition, seed, path, label, prob_covid, pred). Conditions whose data is absent are skipped;
     ``real+copies`` needs ``target_per_class`` (its copies are drawn anew for each seed);
     ``real+classweight`` trains on the real images with balanced class weights (``balanced_class_weight``).
+    :func:`train_conditions` and :func:`predict_conditions` do the two halves (to score other test sets too).
     """
-    import pandas as pd
+    heads, info, skipped = train_conditions(
+        features,
+        conditions=conditions,
+        seeds=seeds,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        target_per_class=target_per_class,
+        progress=progress,
+        device=device,
+    )
+    val_x, val_y = features["val"]
+    return predict_conditions(heads, val_x, val_y, val_paths), info, skipped
 
+
+def train_conditions(
+    features: dict,
+    *,
+    conditions=CONDITIONS,
+    seeds=(0,),
+    epochs: int = 20,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    target_per_class: int | None = None,
+    progress: bool = True,
+    device=None,
+):
+    """Train one head per (condition, seed) on cached features; returns (heads {(condition, seed): head},
+    train_info, skipped). Conditions whose data is absent are skipped, with the reason."""
     from .progress import tqdm
 
-    val_x, val_y = features["val"]
-    paths = list(val_paths) if val_paths is not None else [f"val-{i:04d}" for i in range(len(val_y))]
     runnable, skipped, info = [], {}, {}
     for cond in conditions:
         if cond == "real+copies":
@@ -576,7 +604,7 @@ def run_conditions(
         }
         if cond == "real+classweight":
             info[cond]["class_weight"] = dict(zip(CLASSES, map(float, balanced_class_weight(y))))
-    frames = []
+    heads = {}
     jobs = [(c, s) for c in runnable for s in seeds]
     for cond, seed in tqdm(jobs, desc="training heads", disable=not progress, leave=False):
         if cond == "real+copies":
@@ -591,26 +619,222 @@ def run_conditions(
         head, losses = train_head(
             x, y, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, class_weight=weight
         )
-        prob = predict_proba(head, val_x)
+        heads[(cond, int(seed))] = head
         info[cond].setdefault("final_loss", {})[int(seed)] = losses[-1] if losses else None
+    for cond, why in skipped.items():
+        if progress:
+            print(f"skipped {cond}: {why}")
+    return heads, info, skipped
+
+
+PREDICTION_COLUMNS = ["condition", "seed", "path", "label", "prob_covid", "pred"]
+
+
+def predict_conditions(heads: dict, features, labels, paths=None):
+    """Every head's P(COVID) on one image set (cached features): one row per image, condition and seed."""
+    import pandas as pd
+
+    labels = np.asarray(labels, dtype=np.int64)
+    paths = list(paths) if paths is not None else [f"val-{i:04d}" for i in range(len(labels))]
+    frames = []
+    for (cond, seed), head in heads.items():
+        prob = predict_proba(head, features)
         frames.append(
             pd.DataFrame(
                 {
                     "condition": cond,
                     "seed": int(seed),
                     "path": paths,
-                    "label": np.asarray(val_y, dtype=np.int64),
+                    "label": labels,
                     "prob_covid": prob.astype(np.float64),
                     "pred": (prob >= 0.5).astype(np.int64),
                 }
             )
         )
-    for cond, why in skipped.items():
-        if progress:
-            print(f"skipped {cond}: {why}")
-    columns = ["condition", "seed", "path", "label", "prob_covid", "pred"]
-    predictions = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
-    return predictions, info, skipped
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PREDICTION_COLUMNS)
+
+
+# ----------------------------------------------------------------------------- test sets beyond validation
+
+LARGE_TEST_PER_CLASS = {"COVID": 1000, "Normal": 1000}
+"""The large independent phantom test set: about 2 points of accuracy resolution (a 95% interval of +-2 points)."""
+LARGE_TEST_SMOKE_PER_CLASS = {"COVID": 50, "Normal": 50}
+"""The smoke profile's: small, so the tests stay fast; its numbers mean nothing."""
+LARGE_TEST_SEED_OFFSET = 2000
+"""The large set's phantom seed is the run's phantom_seed + this: other people than training, validation and the
+external set (phantom_seed + 1000)."""
+
+
+def large_test_counts(cfg) -> dict:
+    """Images per class of the large independent test set for this profile."""
+    return dict(LARGE_TEST_SMOKE_PER_CLASS if cfg.profile == "smoke" else LARGE_TEST_PER_CLASS)
+
+
+def ensure_large_test_phantoms(cfg, per_class: dict | None = None, progress: bool = True) -> Path:
+    """The large independent test set: phantoms of other people (another seed), the same scanner (no shift).
+
+    Made once in the gitignored data/ folder (like the built-in dataset) and reused by every run after.
+    """
+    from . import phantoms
+    from .config import phantom_root
+
+    counts = dict(per_class or large_test_counts(cfg))
+    seed = cfg.phantom_seed + LARGE_TEST_SEED_OFFSET
+    out = phantom_root() / f"large-test-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{seed}"
+    return phantoms.generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, progress=progress)
+
+
+def _test_set(cfg, folder, source: dict, progress: bool) -> dict:
+    """Load ``folder`` with data.load_external (overlaps with this run's split reported and left out)."""
+    from . import data
+
+    start = time.perf_counter()
+    loaded = data.load_external(cfg, folder, image_size=cfg.vgg_image_size, progress=progress)
+    report = loaded["report"]
+    source.update(
+        evaluated=True,
+        folder=report["root"],
+        counts=report["counts"],
+        n=int(len(loaded["labels"])),
+        overlap_excluded=report["overlap_excluded"],
+        ignored_folders=report.get("ignored_folders", []),
+        skipped_unreadable=report.get("skipped_unreadable", []),
+        duplicates_removed=len(report.get("duplicates_removed", [])),
+        image_size=int(cfg.vgg_image_size),
+    )
+    seconds = source.setdefault("seconds", {})
+    seconds["load"] = round(seconds.get("load", 0) + time.perf_counter() - start, 2)
+    return {"images": loaded["images"], "labels": loaded["labels"], "paths": loaded["paths"], "source": source}
+
+
+def load_external_set(cfg, progress: bool = True) -> dict:
+    """The run's external test set (another hospital): never trained on, evaluated with every head.
+
+    ``cfg.external_dir``: any folder data.load_external accepts (one class or both). Without it, a phantom run
+    uses the built-in external phantoms (other people, another scanner: phantoms.EXTERNAL_SHIFT), and a run on
+    real data has none. Returns {"images", "labels", "paths", "source"}; images is None when there is none,
+    and ``source["reason"]`` says why.
+    """
+    from . import phantoms
+
+    folder = cfg.external_dir
+    if folder is not None:
+        path = Path(folder).expanduser()
+        if not path.is_absolute():
+            from .config import repo_root
+
+            path = repo_root() / path
+        return _test_set(cfg, path.resolve(), {"kind": "folder", "description": f"the folder {rel(path)}"}, progress)
+    if not cfg.uses_phantoms:
+        reason = (
+            "real data and no external_dir given: no external evaluation in this run "
+            "(pass external_dir, e.g. `run -p external_dir PATH`, to evaluate another hospital's images)"
+        )
+        return {"images": None, "labels": None, "paths": None, "source": {"evaluated": False, "reason": reason}}
+    start = time.perf_counter()
+    made = phantoms.ensure_external_phantoms(cfg)
+    shift = ", ".join(f"{k} {v:g}" for k, v in phantoms.EXTERNAL_SHIFT.items())
+    source = {
+        "kind": "phantoms",
+        "description": f"built-in phantoms of other people (seed {cfg.phantom_seed + 1000}) seen by another scanner "
+        f"(acquisition shift: {shift})",
+        "seed": int(cfg.phantom_seed + 1000),
+        "shift": dict(phantoms.EXTERNAL_SHIFT),
+        "seconds": {"load": round(time.perf_counter() - start, 2)},
+    }
+    return _test_set(cfg, made, source, progress)
+
+
+def load_large_test_set(cfg, progress: bool = True) -> dict:
+    """A large independent test set (phantom runs only): the truth the validation set estimates, same form as
+    :func:`load_external_set`; images is None on real data (no second draw of the same population exists)."""
+    if not cfg.uses_phantoms:
+        reason = "real data: no large independent test set can be drawn from the same population"
+        return {"images": None, "labels": None, "paths": None, "source": {"evaluated": False, "reason": reason}}
+    start = time.perf_counter()
+    counts = large_test_counts(cfg)
+    made = ensure_large_test_phantoms(cfg, counts, progress=progress)
+    source = {
+        "kind": "phantoms",
+        "description": f"built-in phantoms of other people (seed {cfg.phantom_seed + LARGE_TEST_SEED_OFFSET}), "
+        f"the same scanner as training (no shift), {counts['COVID']} COVID + {counts['Normal']} Normal",
+        "seed": int(cfg.phantom_seed + LARGE_TEST_SEED_OFFSET),
+        "seconds": {"load": round(time.perf_counter() - start, 2)},
+    }
+    return _test_set(cfg, made, source, progress)
+
+
+def test_set_images(test_sets: dict) -> dict:
+    """{name: (images, labels)} of the test sets that have images, for :func:`extract_all`."""
+    return {k: (t["images"], t["labels"]) for k, t in test_sets.items() if t["images"] is not None}
+
+
+def predict_test_sets(heads: dict, test_sets: dict, features: dict) -> dict:
+    """Every head on every test set with features: {name: {"predictions": frame or None, "source": {...}}};
+    the seconds its features took go into its source."""
+    out = {}
+    for name, t in test_sets.items():
+        source = dict(t["source"])
+        if name not in features:
+            out[name] = {"predictions": None, "source": source}
+            continue
+        source["seconds"] = {**source.get("seconds", {}), "features": round(features["seconds"][name], 2)}
+        start = time.perf_counter()
+        frame = predict_conditions(heads, features[name][0], t["labels"], t["paths"])
+        source["seconds"]["predictions"] = round(time.perf_counter() - start, 2)
+        out[name] = {"predictions": frame, "source": source}
+    return out
+
+
+PIXEL_BASELINE = "pixels:logistic"
+PIXEL_SIZE = 32
+
+
+def pixel_baseline(train, sets: dict, size: int = PIXEL_SIZE):
+    """A simple model beside VGG16: logistic regression on the gray pixels downscaled to size x size.
+
+    Trained on ``train`` = (images, labels) (the real training images); scored on each of ``sets``
+    {name: (images, labels, paths)}. scikit-learn's defaults (L2, C = 1, lbfgs) after standardising each
+    pixel, nothing tuned. Returns ({name: predictions frame}, info).
+    """
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from .fidelity import pixels
+
+    start = time.perf_counter()
+    images, labels = train
+    labels = np.asarray(labels, dtype=np.int64)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))
+    model.fit(pixels(images, size), labels)
+    out = {}
+    for name, (x, y, paths) in sets.items():
+        if x is None:
+            continue
+        prob = model.predict_proba(pixels(x, size))[:, 1]
+        y = np.asarray(y, dtype=np.int64)
+        out[name] = pd.DataFrame(
+            {
+                "condition": PIXEL_BASELINE,
+                "seed": 0,
+                "path": list(paths) if paths is not None else [f"{name}-{i:04d}" for i in range(len(y))],
+                "label": y,
+                "prob_covid": prob.astype(np.float64),
+                "pred": (prob >= 0.5).astype(np.int64),
+            }
+        )
+    info = {
+        "name": PIXEL_BASELINE,
+        "model": f"logistic regression on {size}x{size} gray pixels (area-averaged, standardised; scikit-learn "
+        "defaults: L2, C = 1; nothing tuned)",
+        "trained_on": "real",
+        "n_train": int(len(labels)),
+        "n_train_per_class": {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)},
+        "seconds": round(time.perf_counter() - start, 2),
+    }
+    return out, info
 
 
 def experiment_settings(cfg, weights_info: dict, batch_size: int = 32, lr: float = 1e-3) -> dict:
@@ -648,32 +872,49 @@ def _setting(cfg, name: str, default):
 
 
 def run_experiment(cfg, conditions=CONDITIONS, progress: bool = True, device=None, write: bool = True) -> dict:
-    """The whole of notebook 05 in one call: data, VGG16, features, heads, metrics, results.json."""
+    """The whole of notebook 05 in one call: data, test sets, VGG16, features, heads, the pixel baseline, metrics,
+    results.json."""
     from . import evaluation
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     datasets = load_datasets(cfg, progress=progress)
+    test_sets = {"external": load_external_set(cfg, progress), "large_test": load_large_test_set(cfg, progress)}
     model, weights_info = build_vgg16(cfg.vgg_weights, verbose=progress)
     model.to(device)
-    features = extract_all(
-        model, datasets, cfg.vgg_image_size, progress=progress, cache_dir=cfg.path("transfer", "features")
+    cache = cfg.path("transfer", "features")
+    features = extract_all(model, datasets, cfg.vgg_image_size, progress=progress, cache_dir=cache)
+    test_features = extract_all(
+        model, test_set_images(test_sets), cfg.vgg_image_size, progress=progress, cache_dir=cache
     )
-    predictions, info, skipped = run_conditions(
+    heads, info, skipped = train_conditions(
         features,
         conditions=conditions,
         seeds=cfg.seeds,
         epochs=cfg.vgg_epochs,
-        val_paths=datasets["val_paths"],
         target_per_class=cfg.target_per_class,
         progress=progress,
         device=device,
     )
+    predictions = predict_conditions(heads, *features["val"], datasets["val_paths"])
+    scored = predict_test_sets(heads, test_sets, test_features)
+    baseline_sets = {"validation": (*datasets["val"], datasets["val_paths"])}
+    baseline_sets.update({k: (t["images"], t["labels"], t["paths"]) for k, t in test_sets.items()})
+    baseline_predictions, baseline_info = pixel_baseline(datasets["real"], baseline_sets)
     settings = experiment_settings(cfg, weights_info)
-    results = evaluation.summarize(predictions, train_info=info, skipped=skipped, settings=settings)
+    results = evaluation.summarize(
+        predictions,
+        train_info=info,
+        skipped=skipped,
+        settings=settings,
+        external=scored["external"],
+        large_test=scored["large_test"],
+        baseline={"predictions": baseline_predictions, "info": baseline_info},
+    )
     results["feature_seconds"] = {k: round(v, 2) for k, v in features["seconds"].items()}
     if write:
         from . import provenance
 
-        evaluation.write_results(cfg.run_dir, results, predictions)
+        others = {k: v["predictions"] for k, v in scored.items()}
+        evaluation.write_results(cfg.run_dir, results, predictions, others=others)
         provenance.stamp(cfg.path("transfer"), cfg, "05_vgg16_transfer_learning", replace=True)
     return results

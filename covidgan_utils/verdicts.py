@@ -186,6 +186,159 @@ def reading(results: dict) -> list[str]:
                 "run directory, so compare the sub-runs (notebook 07) before reading a GAN effect."
             )
     lines += _procedure_lines(results)
+    lines += test_set_lines(results)
+    lines += baseline_lines(results)
+    return lines
+
+
+def set_verdict(block: dict, cond: str, margin: float = stats.EQUIVALENCE_MARGIN) -> dict:
+    """The reading's rule on another test set (descriptive, no correction): a better classifier needs an AUC gain
+    over the home run's best no-GAN control (95% interval above 0); an accuracy gain over real without it is the
+    threshold moving; a 90% AUC interval inside the margin is no difference; anything else is inconclusive."""
+    auc = (block.get("vs_control") or block.get("vs_real") or {}).get("roc_auc")
+    ref = (block.get("vs_control") or {}).get("control", "real")
+    acc = (block.get("vs_real") or {}).get("accuracy")
+    if auc is None or auc["interval"][0] is None:
+        kind = "n/a"
+        text = f"ROC AUC not comparable with {ref}'s (one class only)"
+        if acc is not None and acc["interval"][0] is not None:
+            text += f"; accuracy vs real {_diff(acc)}"
+        return {"kind": kind, "text": text, "control": ref}
+    low, high = auc["interval"]
+    auc_text = f"ROC AUC vs {ref} {_diff(auc)}"
+    if low > 0:
+        return {"kind": "better classifier", "text": f"a better classifier: {auc_text}", "control": ref}
+    if high < 0:
+        return {"kind": "worse classifier", "text": f"a worse classifier: {auc_text}", "control": ref}
+    if acc is not None and acc["interval"][0] is not None and acc["interval"][0] > 0:
+        text = (
+            f"not a better classifier ({auc_text}); the accuracy gain over real ({_diff(acc)}) is the threshold moving"
+        )
+        return {"kind": "threshold moved", "text": text, "control": ref}
+    low90, high90 = auc.get("interval_90") or (None, None)
+    if low90 is not None and -margin < low90 and high90 < margin:
+        return {
+            "kind": "no difference",
+            "text": f"no difference: {auc_text}, 90% interval inside ±{100 * margin:.1f} points",
+            "control": ref,
+        }
+    return {"kind": "inconclusive", "text": f"inconclusive: {auc_text}", "control": ref}
+
+
+def _interval(block: dict, key: str, digits: int = 3) -> str:
+    value, ci = block.get(key), block.get(f"{key}_ci") or [None, None]
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if ci[0] is None:
+        return _num(value, digits)
+    return f"{value:.{digits}f} [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def test_set_lines(results: dict) -> list[str]:
+    """Home against the external set and the large independent set, condition by condition, with the rule of
+    :func:`verdict` at home and :func:`set_verdict` on each other set; every number from ``results``."""
+    conds = results["conditions"]
+    lines = []
+    ext, large = results.get("external_set"), results.get("large_test_set")
+    if ext is not None and not ext.get("evaluated"):
+        lines.append(f"No external test set: {ext.get('reason', 'not evaluated')}.")
+    elif ext is not None:
+        overlaps = len(ext.get("overlap_excluded") or [])
+        counts = ", ".join(f"{v} {k}" for k, v in (ext.get("counts") or {}).items())
+        lines.append(
+            f"External test set ({ext.get('description')}): {ext.get('n')} images ({counts}), never trained on; "
+            f"{overlaps} image(s) also in this run's split were left out. Home = the validation set."
+        )
+        for cond, c in conds.items():
+            block = c.get("external")
+            if not block:
+                continue
+            change = block.get("change_from_home") or {}
+            parts = []
+            for m, name in (
+                ("accuracy", "accuracy"),
+                ("sensitivity", "sensitivity"),
+                ("specificity", "specificity"),
+                ("roc_auc", "ROC AUC"),
+            ):
+                if block.get(m) is None or (isinstance(block[m], float) and math.isnan(block[m])):
+                    continue
+                d = change.get(m)
+                shift = ""
+                if d and d["interval"][0] is not None:
+                    shift = f" (change {d['estimate']:+.3f} [{d['interval'][0]:+.3f}, {d['interval'][1]:+.3f}])"
+                parts.append(f"{name} {_num(c.get(m))} -> {_interval(block, m)}{shift}")
+            lines.append(f"{cond}, home -> external: " + "; ".join(parts) + ".")
+    if large is not None and not large.get("evaluated"):
+        lines.append(f"No large independent test set: {large.get('reason', 'not evaluated')}.")
+    elif large is not None and "real" in conds and conds["real"].get("large_test"):
+        truth = conds["real"]["large_test"]
+        lines.append(
+            f"Large independent test set ({large.get('description')}; {truth['n']} images): the truth these "
+            f"classifiers' validation numbers estimate. real: accuracy at the validation class mix "
+            f"{_interval(truth, 'accuracy_at_validation_mix')} (validation: {_num(conds['real']['accuracy'])}), "
+            f"ROC AUC {_interval(truth, 'roc_auc')} (validation: {_num(conds['real']['roc_auc'])})."
+        )
+    for cond in stats.GAN_CONDITIONS:
+        if cond not in conds:
+            continue
+        home = verdict(results, cond)
+        parts = [f"{cond}: home (validation) says {home['kind']}"]
+        for key, name in (("external", "external set"), ("large_test", "large test set")):
+            block = conds[cond].get(key)
+            if block:
+                parts.append(f"{name}: {set_verdict(block, cond)['text']}")
+        if len(parts) > 1:
+            truth = set_verdict(conds[cond]["large_test"], cond)["kind"] if conds[cond].get("large_test") else None
+            agree = ""
+            if truth is not None:
+                home_better, truth_better = home["kind"] == "better classifier", truth == "better classifier"
+                agree = (
+                    " Validation and truth agree: "
+                    + ("a better classifier." if home_better else "not shown to be a better classifier.")
+                    if home_better == truth_better
+                    else f" Validation and truth disagree: the validation set says {home['kind']}, the large set {truth}."
+                )
+            lines.append("; ".join(parts) + "." + agree)
+    return lines
+
+
+def baseline_lines(results: dict) -> list[str]:
+    """What was transferred (or that nothing was), and the pixel baseline beside VGG16's real condition."""
+    used = results.get("vgg_weights")
+    base = results.get("baseline") or {}
+    lines = []
+    if used == "random":
+        lines.append(
+            "VGG16 had RANDOM weights in this run "
+            f"({results.get('vgg_weights_description') or 'random init'}): training its last layer on random features "
+            "is a random-features model, not transfer learning. Nothing was transferred; the numbers test the code "
+            "and compare the conditions among themselves, never with the report."
+        )
+    elif used in ("imagenet", "file"):
+        lines.append(
+            f"What was transferred ({results.get('vgg_weights_description')}): the 13 convolution layers and the first "
+            "two fully connected layers, learned on ImageNet's photographs and frozen here; only the last layer "
+            "(8,194 parameters) learned from these X-rays."
+        )
+    val = base.get("validation")
+    real = results["conditions"].get("real")
+    if val and real:
+        diff = (base.get("real_minus_baseline") or {}).get("roc_auc")
+        line = (
+            f"Beside it, {base.get('model')}, trained on the same {base.get('n_train')} real images: validation "
+            f"accuracy {_interval(val, 'accuracy')}, ROC AUC {_interval(val, 'roc_auc')}; VGG16 real: accuracy "
+            f"{_num(real['accuracy'])}, ROC AUC {_num(real['roc_auc'])}"
+        )
+        if diff is not None:
+            line += f" (VGG16 real - pixels: ROC AUC {_diff(diff)})"
+        for key, name in (("external", "external set"), ("large_test", "large test set")):
+            if base.get(key) and real.get(key):
+                line += (
+                    f"; {name}: pixels accuracy {_num(base[key]['accuracy'])}, ROC AUC {_num(base[key]['roc_auc'])} vs "
+                    f"VGG16 real {_num(real[key]['accuracy'])}, {_num(real[key]['roc_auc'])}"
+                )
+        lines.append(line + ".")
     return lines
 
 
@@ -217,13 +370,60 @@ def _procedure_lines(results: dict) -> list[str]:
     if not proc:
         return []
     if proc.get("raw_gain") is None:
-        return [f"How often the report's procedure is fooled was not simulated: {proc.get('reason')}."]
-    return [
-        f"The report's procedure, simulated from this run ({proc['simulates']}): a raw gain in "
-        f"{100 * proc['raw_gain']:.0f}% of {proc['n_sim']} experiments, a McNemar-significant gain in "
-        f"{100 * proc['mcnemar_gain']:.1f}%, where there is no true difference (a lower bound: GAN and training-set "
-        "variation are left out)."
+        lines = [f"How often the report's procedure is fooled was not simulated from head seeds: {proc.get('reason')}."]
+    else:
+        lines = [
+            f"The report's procedure, simulated from this run ({proc['simulates']}): a raw gain in "
+            f"{100 * proc['raw_gain']:.0f}% of {proc['n_sim']} experiments, a McNemar-significant gain in "
+            f"{100 * proc['mcnemar_gain']:.1f}%, where there is no true difference (a lower bound: GAN and "
+            "training-set variation are left out)."
+        ]
+    return lines + large_procedure_lines(proc.get("large_test"))
+
+
+def large_procedure_lines(sim: dict | None) -> list[str]:
+    """The report's procedure against the large test set's truth, per GAN condition (computed sentences)."""
+    if not sim:
+        return []
+    draw = " + ".join(f"{v} {k}" for k, v in sim["draw_per_class"].items())
+    same = sim.get("same_classifier") or {}
+    lines = [
+        f"The report's procedure against the truth: {sim['n_sim']} validation sets of {draw} images drawn from the "
+        f"large test set, one run per condition each."
+        + (
+            f" Two heads of {sim['base']} differing only in their seed (no difference by construction): a raw gain in "
+            f"{100 * same['raw_gain']:.0f}%, a McNemar-significant gain in {100 * same['mcnemar_gain']:.1f}%."
+            if same.get("raw_gain") is not None
+            else ""
+        )
     ]
+    for cond in stats.GAN_CONDITIONS:
+        entry = (sim.get("conditions") or {}).get(cond)
+        if entry is None:
+            continue
+        t = truth_text(entry["truth"])
+        lines.append(
+            f"{cond} vs {sim['base']}: {t}; the procedure declares a gain (raw) in {100 * entry['raw_gain']:.0f}% of the "
+            f"draws, a McNemar-significant one in {100 * entry['mcnemar_gain']:.1f}%: "
+            + (
+                "its power, since the truth shows a gain."
+                if entry["rate_is"] == "power"
+                else "its false-gain rate, since the truth shows no accuracy gain."
+            )
+        )
+    return lines
+
+
+def truth_text(truth: dict) -> str:
+    """The large set's verdict on one comparison, as a phrase."""
+    low, high = truth["accuracy_interval"]
+    alow, ahigh = truth["roc_auc_interval"]
+    acc = f"{truth['accuracy_difference']:+.3f}" + ("" if low is None else f" [{low:+.3f}, {high:+.3f}]")
+    auc = f"{truth['roc_auc_difference']:+.3f}" + ("" if alow is None else f" [{alow:+.3f}, {ahigh:+.3f}]")
+    return (
+        f"truth (large set): accuracy at the validation mix {acc} ({truth['accuracy_kind']}), "
+        f"ROC AUC {auc} ({truth['roc_auc_kind']})"
+    )
 
 
 def _num(x, digits: int = 3) -> str:
@@ -234,4 +434,13 @@ def _fmt(p) -> str:
     return "n/a" if p is None else f"{p:.3g}"
 
 
-__all__ = ["CONTROL_DESCRIPTIONS", "reading", "verdict"]
+__all__ = [
+    "CONTROL_DESCRIPTIONS",
+    "baseline_lines",
+    "large_procedure_lines",
+    "reading",
+    "set_verdict",
+    "test_set_lines",
+    "truth_text",
+    "verdict",
+]

@@ -268,6 +268,11 @@ def test_run_experiment_end_to_end(tmp_path, monkeypatch):
     ]
     val_paths = data_mod.read_manifest(cfg).query("split == 'val'")["path"].tolist()
     assert preds.loc[preds["condition"] == "real", "path"].tolist()[:12] == val_paths
+    # real data and no external_dir: no external evaluation, and no large independent set; both said
+    assert not saved["external_set"]["evaluated"] and "no external evaluation" in saved["external_set"]["reason"]
+    assert not saved["large_test_set"]["evaluated"] and "real data" in saved["large_test_set"]["reason"]
+    assert "external" not in saved["conditions"]["real"] and "large_test" not in saved["procedure_error_rate"]
+    assert saved["baseline"]["validation"]["n"] == 12  # the pixel baseline runs on any data
 
 
 def test_feature_cache_skips_the_network_and_tracks_inputs(tmp_path, monkeypatch):
