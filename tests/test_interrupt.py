@@ -30,8 +30,8 @@ EPOCHS = 8
 NB_EPOCHS = 12  # notebooks 02/03 in the pipeline test: enough epochs that the kill lands inside training
 
 WORKER = r'''
-"""Train a tiny cGAN; optionally slow each step down, or SIGKILL itself half-way through writing checkpoint K."""
-import io, os, signal, sys, time
+"""Train a tiny cGAN; optionally slow each step down, or SIGKILL itself half-way through writing checkpoint K's state."""
+import os, signal, sys, time
 import numpy as np
 
 fw, out, epochs, mode, arg = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
@@ -48,55 +48,37 @@ def die_half_written(raw: bytes, path) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+from covidgan_utils import gan_loop
+
 if fw == "torch":
     import torch
     from covidgan_utils import torch_gan as gan
 
-    if mode == "slow":
-        step = gan._train_step
-        gan._train_step = lambda *a, **k: (time.sleep(float(arg)), step(*a, **k))[1]
-    if mode == "kill_in_save":
-        save = torch.save
-
-        def partial_save(obj, f, *a, **k):
-            if isinstance(obj, dict) and obj.get("epoch") == int(arg):
-                buf = io.BytesIO()
-                save(obj, buf)
-                die_half_written(buf.getvalue(), f)
-            return save(obj, f, *a, **k)
-
-        torch.save = partial_save
     torch.manual_seed(0)
-    g, d = gan.build_generator(16, width=0.125), gan.build_discriminator(16, width=0.125)
-    history = gan.train(g, d, images, labels, epochs=epochs, batch_size=8, out_dir=out, checkpoint_every=1,
-                        progress=True, seed=0)
-    weights = {f"g.{k}": v.numpy() for k, v in g.state_dict().items()}
-    weights.update({f"d.{k}": v.numpy() for k, v in d.state_dict().items()})
 else:
     from covidgan_utils import tf_gan as gan
 
-    if mode == "slow":
-        make = gan.make_train_step
-
-        def slow_make(*a, **k):
-            step = make(*a, **k)
-            return lambda *x: (time.sleep(float(arg)), step(*x))[1]
-
-        gan.make_train_step = slow_make
-    if mode == "kill_in_save":
-        write_json = gan.write_json
-
-        def partial_json(path, obj):
-            if os.path.basename(str(path)) == "state.json" and obj.get("epoch") == int(arg):
-                import json
-                die_half_written(json.dumps(obj, default=str).encode(), path)
-            return write_json(path, obj)
-
-        gan.write_json = partial_json
     gan.keras.utils.set_random_seed(0)
-    g, d = gan.build_generator(16, width=0.125), gan.build_discriminator(16, width=0.125)
-    history = gan.train(g, d, images, labels, epochs=epochs, batch_size=8, out_dir=out, checkpoint_every=1,
-                        progress=True, seed=0)
+if mode == "slow":
+    step = gan.Trainer.step
+    gan.Trainer.step = lambda self, idx: (time.sleep(float(arg)), step(self, idx))[1]
+if mode == "kill_in_save":
+    write_json = gan_loop.write_json
+
+    def partial_json(path, obj):
+        if os.path.basename(str(path)) == "state.json" and obj.get("epoch") == int(arg):
+            import json
+            die_half_written(json.dumps(obj, default=str).encode(), path)
+        return write_json(path, obj)
+
+    gan_loop.write_json = partial_json
+g, d = gan.build_generator(16, width=0.125), gan.build_discriminator(16, width=0.125)
+history = gan.train(g, d, images, labels, epochs=epochs, batch_size=8, out_dir=out, checkpoint_every=1,
+                    progress=True, seed=0)
+if fw == "torch":
+    weights = {f"g.{k}": v.numpy() for k, v in g.state_dict().items()}
+    weights.update({f"d.{k}": v.numpy() for k, v in d.state_dict().items()})
+else:
     weights = {f"g{i}": w for i, w in enumerate(g.get_weights())}
     weights.update({f"d{i}": w for i, w in enumerate(d.get_weights())})
 np.savez(os.path.join(out, "final_weights.npz"), **weights)
@@ -115,12 +97,11 @@ def _worker_cmd(script: Path, fw: str, out: Path, mode: str = "plain", arg: str 
     return [sys.executable, "-u", str(script), fw, str(out), str(EPOCHS), mode, arg]
 
 
-def _checkpoints(fw: str, out: Path) -> list[int]:
+def _checkpoints(out: Path) -> list[int]:
     folder = out / "checkpoints"
     if not folder.is_dir():
         return []
-    pattern = "ckpt_*.pt" if fw == "torch" else "epoch_*"
-    return sorted(int(p.name.split("_")[1].split(".")[0]) for p in folder.glob(pattern))
+    return sorted(int(p.name.split("_")[1]) for p in folder.glob("epoch_*"))
 
 
 def _wait_for(condition, proc: subprocess.Popen | None, timeout: float, what: str) -> None:
@@ -179,7 +160,7 @@ def _finished(proc: subprocess.Popen) -> None:
 
 @pytest.mark.slow
 def test_sigkill_at_random_moment_and_inside_a_checkpoint_write_then_rerun_equals_uninterrupted(
-    reference, worker, tmp_path, capsys
+    reference, worker, tmp_path
 ):
     """Killed at a seeded random moment, then killed half-way through writing a checkpoint, then run to the end."""
     fw, straight, straight_proc = reference
@@ -189,7 +170,7 @@ def test_sigkill_at_random_moment_and_inside_a_checkpoint_write_then_rerun_equal
     proc = subprocess.Popen(_worker_cmd(worker, fw, out, "slow", "0.02"), env=_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for(lambda: _checkpoints(fw, out), proc, 240, "the first checkpoint")
+        _wait_for(lambda: _checkpoints(out), proc, 240, "the first checkpoint")
         time.sleep(float(rng.uniform(0.0, 0.4)))
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
@@ -197,7 +178,7 @@ def test_sigkill_at_random_moment_and_inside_a_checkpoint_write_then_rerun_equal
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    done = max(_checkpoints(fw, out))
+    done = max(_checkpoints(out))
     assert done < EPOCHS - 2
 
     # 2. the rerun resumes, then dies half-way through writing checkpoint k (SIGKILL from inside the write)
@@ -205,28 +186,21 @@ def test_sigkill_at_random_moment_and_inside_a_checkpoint_write_then_rerun_equal
     died = subprocess.run(_worker_cmd(worker, fw, out, "kill_in_save", str(k)), env=_env(), capture_output=True,
                           text=True, timeout=300)
     assert died.returncode == -signal.SIGKILL, died.stdout + died.stderr
-    assert f"Resuming from {'ckpt_' if fw == 'torch' else 'epoch_'}{done:04d}" in died.stdout
+    assert f"Resuming from epoch_{done:04d}" in died.stdout
     folder = out / "checkpoints"
-    assert max(_checkpoints(fw, out)) == k - 1  # the half-written epoch k never got its final name
+    assert max(_checkpoints(out)) == k - 1  # the half-written epoch k never got its final name
     leftovers = [p for p in folder.iterdir() if p.name.startswith(".")]
     assert leftovers, "the killed write should have left its temporary file behind"
 
-    # 3. worse: give the torn file the final name, as a non-atomic copy would; it must be skipped, never loaded
-    torn = folder / (f"ckpt_{k:04d}.pt" if fw == "torch" else f"epoch_{k:04d}")
+    # 3. worse: give the torn folder the final name, as a non-atomic copy would; it must be skipped, never loaded
+    torn = folder / f"epoch_{k:04d}"
     os.replace(leftovers[0], torn)
-    if fw == "torch":
-        from covidgan_utils import torch_gan as gan
-
-        assert gan.load_checkpoint(out)["epoch"] == k - 1
-        assert f"Skipping unreadable checkpoint {torn.name}" in capsys.readouterr().err
-    else:  # tf moves its "latest" pointer last; without it the newest-looking (torn) folder is tried first
-        (folder / "latest").unlink()
 
     # 4. run to the end: the same history and weights as the uninterrupted run, bitwise
     rerun = subprocess.run(_worker_cmd(worker, fw, out), env=_env(), capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"Skipping unreadable checkpoint {torn.name}" in rerun.stderr
-    assert f"Resuming from {'ckpt_' if fw == 'torch' else 'epoch_'}{k - 1:04d}" in rerun.stdout
+    assert f"Resuming from epoch_{k - 1:04d}" in rerun.stdout
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # the killed writes' temporaries are gone
     _finished(straight_proc)
     _assert_same_run(straight, out)
@@ -362,21 +336,21 @@ def test_pipeline_killed_twice_resumes_to_the_uninterrupted_result(tmp_path):
     try:
         first = subprocess.Popen(_run_cmd(run_dir, *books), env=env, cwd=ROOT, text=True, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_for(lambda: _checkpoints("torch", run_dir / "torch_gan"), first, 300, "notebook 02's first checkpoint")
+        _wait_for(lambda: _checkpoints(run_dir / "torch_gan"), first, 300, "notebook 02's first checkpoint")
         time.sleep(float(rng.uniform(0.0, 0.1)))
         _kill_group(first)
-        assert max(_checkpoints("torch", run_dir / "torch_gan")) < NB_EPOCHS
+        assert max(_checkpoints(run_dir / "torch_gan")) < NB_EPOCHS
         state = _state(run_dir)
         assert state["01_data_exploration"]["status"] == "done" and "02_pytorch_cgan" not in state
         assert not (run_dir / "executed" / "02_pytorch_cgan.ipynb").exists()
 
         second = subprocess.Popen(_run_cmd(run_dir, *books, "--resume"), env=env, cwd=ROOT, text=True,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_for(lambda: _checkpoints("tf", run_dir / "tf_gan"), second, 400, "notebook 03's first checkpoint")
+        _wait_for(lambda: _checkpoints(run_dir / "tf_gan"), second, 400, "notebook 03's first checkpoint")
         time.sleep(float(rng.uniform(0.0, 0.1)))
         out2 = _kill_group(second)
         assert "01_data_exploration: already done, skipped (resume)" in out2
-        assert max(_checkpoints("tf", run_dir / "tf_gan")) < NB_EPOCHS
+        assert max(_checkpoints(run_dir / "tf_gan")) < NB_EPOCHS
         state = _state(run_dir)
         assert state["02_pytorch_cgan"]["status"] == "done" and "03_tensorflow_cgan" not in state
 
@@ -387,7 +361,7 @@ def test_pipeline_killed_twice_resumes_to_the_uninterrupted_result(tmp_path):
             assert f"{name}: already done, skipped (resume)" in third.stdout
         assert "03_tensorflow_cgan ... done" in third.stdout
         assert "Resuming from epoch_" in (run_dir / "executed" / "03_tensorflow_cgan.ipynb").read_text()
-        assert "Resuming from ckpt_" in (run_dir / "executed" / "02_pytorch_cgan.ipynb").read_text()
+        assert "Resuming from epoch_" in (run_dir / "executed" / "02_pytorch_cgan.ipynb").read_text()
         assert {v["status"] for v in _state(run_dir).values()} == {"done"}
         assert not list((run_dir / "executed").glob(".*partial*"))
         ref.wait(timeout=600)

@@ -14,6 +14,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from covidgan_utils import files, gan_loop  # noqa: E402
 from covidgan_utils import tf_gan as gan  # noqa: E402
 
 TINY = dict(image_size=16, width=0.125)  # small for testing: a few thousand parameters
@@ -42,14 +43,13 @@ def runs(tmp_path_factory):
     h1 = gan.train(g1, d1, images, labels, epochs=2, out_dir=root / "straight", **TRAIN)
     g2, d2 = _models()
     gan.train(g2, d2, images, labels, epochs=1, out_dir=root / "resumed", **TRAIN)
-    # a crash mid-write of epoch 2: its folder is there, the pointer names it, its data file is cut short
+    # a torn copy of epoch 2 under its final name: its state says epoch 2, its data file is cut short
     folder = root / "resumed" / "checkpoints"
     shutil.copytree(folder / "epoch_0001", folder / "epoch_0002")
     state = folder / "epoch_0002" / "state.json"
     state.write_text(state.read_text().replace('"epoch": 1', '"epoch": 2'))
-    data = folder / "epoch_0002" / "ckpt.data-00000-of-00001"
+    data = folder / "epoch_0002" / "weights.data-00000-of-00001"
     data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
-    (folder / "latest").write_text("epoch_0002\n")
     (folder / ".tmp-epoch_0003-1").mkdir()  # a half-written folder is never considered
     g3, d3 = _models(seed=123)  # different weights: everything must come from the checkpoint
     err = io.StringIO()
@@ -118,10 +118,11 @@ def test_train_writes_artifacts(runs):
     assert np.isfinite(history[["d_loss", "g_loss", "d_real", "d_fake", "g_test_loss"]].to_numpy()).all()
     on_disk = pd.read_csv(out / "history.csv")
     assert len(on_disk) == 2 and np.allclose(on_disk["g_test_loss"], history["g_test_loss"])
-    assert [p.name for p in gan.checkpoint_dirs(out)] == ["epoch_0002", "epoch_0001"]
-    assert (out / "checkpoints" / "latest").read_text().strip() == "epoch_0002"
-    assert gan.load_checkpoint_state(out)["history"][1]["epoch"] == 2
-    samples = gan.load_samples(out)
+    assert [p.name for p in gan_loop.checkpoint_folders(out)] == ["epoch_0002", "epoch_0001"]
+    newest = out / "checkpoints" / "epoch_0002"
+    assert sorted(p.name for p in newest.iterdir()) == ["state.json", "weights.data-00000-of-00001", "weights.index"]
+    assert gan_loop.read_state(gan, newest)["history"][1]["epoch"] == 2
+    samples = files.load_samples(out)
     assert sorted(samples) == [0, 1, 2]  # epoch 0 = before training
     grid = samples[2]
     assert grid["images"].shape == (6, 16, 16, 1) and grid["images"].dtype == np.uint8
@@ -181,18 +182,18 @@ def test_load_generator_without_checkpoint_names_notebook(tmp_path):
 
 
 def test_corrupt_checkpoint_is_skipped(runs, tmp_path, capsys):
-    # training skipped the cut-short epoch 2 named by the pointer, resumed from epoch 1 and still matched
+    # training skipped the cut-short epoch 2, resumed from epoch 1 and still matched
     # the uninterrupted run (test_resume_is_bitwise_equal)
     assert "Skipping unreadable checkpoint epoch_0002" in runs["err"]
     assert list(runs["resumed"][2]["epoch"]) == [1, 2]
     out = tmp_path / "run"
     shutil.copytree(runs["root"] / "straight", out)
-    data = out / "checkpoints" / "epoch_0002" / "ckpt.data-00000-of-00001"
+    data = out / "checkpoints" / "epoch_0002" / "weights.data-00000-of-00001"
     data.write_bytes(b"\0" * data.stat().st_size)  # right size, wrong bytes
     loaded = gan.load_generator(out)
     assert loaded.epoch == 1
     assert "Skipping unreadable checkpoint epoch_0002" in capsys.readouterr().err
-    (out / "checkpoints" / "epoch_0001" / "ckpt.index").unlink()
+    (out / "checkpoints" / "epoch_0001" / "weights.index").unlink()
     with pytest.raises(FileNotFoundError, match="03_tensorflow_cgan"):
         gan.load_generator(out)
 
@@ -208,9 +209,16 @@ def test_labels_condition_the_output():
 
 def test_pixel_range_round_trip():
     images = np.array([0, 1, 127, 128, 254, 255], np.uint8).reshape(1, 1, 6, 1)
-    x = gan.to_model_range(images, channels=1)
+    x = images.astype(np.float32) / 127.5 - 1.0  # what the compiled step feeds the discriminator
     assert (x.min(), x.max()) == pytest.approx((-1.0, 1.0), abs=1e-6)
-    assert np.array_equal(gan.to_uint8(x), images)
-    assert gan.to_model_range(np.zeros((2, 4, 4, 3), np.uint8), channels=1).shape == (2, 4, 4, 1)
-    with pytest.raises(ValueError, match="uint8"):
-        gan.to_model_range(np.zeros((2, 4, 4, 1), np.float32), channels=1)
+    assert np.array_equal(gan._to_uint8(x), images)
+
+
+def test_generate_takes_noise_and_labels():
+    generator, _ = _models()
+    noise = np.random.default_rng(0).standard_normal((3, 100)).astype(np.float32)
+    images = gan.generate(generator, noise, [0, 1, 1])
+    assert images.shape == (3, 16, 16, 1) and images.dtype == np.uint8
+    assert np.array_equal(
+        gan.sample(generator, [0, 1, 1], seed=5), gan.generate(generator, gan_loop.fixed_noise(3, 100, 5), [0, 1, 1])
+    )

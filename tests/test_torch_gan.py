@@ -6,6 +6,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from covidgan_utils import (  # noqa: E402
+    files,
+    gan_loop,
+    torch_models,  # noqa: E402
+)
 from covidgan_utils import torch_gan as gan  # noqa: E402
 
 TINY = dict(image_size=16, width=0.125)  # small for testing: a few thousand parameters
@@ -91,12 +96,13 @@ def test_train_writes_artifacts(tmp_path):
         samples_per_class=3,
     )
     assert list(history["epoch"]) == [1, 2]
-    assert {"d_loss", "g_loss", "d_real", "d_fake", "seconds"} <= set(history.columns)
-    assert np.isfinite(history[["d_loss", "g_loss", "d_real", "d_fake"]].to_numpy()).all()
+    assert list(history.columns) == ["epoch", "d_loss", "g_loss", "d_real", "d_fake", "g_test_loss", "seconds"]
+    assert np.isfinite(history[["d_loss", "g_loss", "d_real", "d_fake", "g_test_loss"]].to_numpy()).all()
     on_disk = pd.read_csv(tmp_path / "history.csv")
     assert len(on_disk) == 2 and np.allclose(on_disk["g_loss"], history["g_loss"])
-    assert [p.name for p in gan.checkpoint_files(tmp_path)] == ["ckpt_0002.pt", "ckpt_0001.pt"]
-    samples = gan.load_samples(tmp_path)
+    assert [p.name for p in gan_loop.checkpoint_folders(tmp_path)] == ["epoch_0002", "epoch_0001"]
+    assert sorted(p.name for p in (tmp_path / "checkpoints" / "epoch_0002").iterdir()) == ["state.json", "weights.pt"]
+    samples = files.load_samples(tmp_path)
     assert sorted(samples) == [0, 1, 2]  # epoch 0 = before training
     grid = samples[2]
     assert grid["images"].shape == (6, 16, 16, 3) and grid["images"].dtype == np.uint8
@@ -106,7 +112,7 @@ def test_train_writes_artifacts(tmp_path):
 
 def test_resume_is_bitwise_equal(tmp_path):
     """2 epochs straight == 1 epoch, stop, resume for 1 more (CPU, bitwise)."""
-    images, labels = _data(n=21)  # 21 = 2 full batches + a partial one
+    images, labels = _data(n=21)  # 21 = 2 full batches of 8; the last 5 images are left out each epoch
     kwargs = dict(batch_size=8, checkpoint_every=1, progress=False, samples_per_class=2, device="cpu")
     g1, d1 = _models()
     h1 = gan.train(g1, d1, images, labels, epochs=2, out_dir=tmp_path / "straight", **kwargs)
@@ -157,9 +163,9 @@ def test_load_generator_and_sample_round_trip(tmp_path):
     generator, discriminator = _models(image_size=32)
     images, labels = _data(n=10, size=32, channels=3)
     gan.train(generator, discriminator, images, labels, epochs=1, batch_size=5, out_dir=tmp_path, progress=False)
-    loaded = gan.load_generator(tmp_path, device="cpu")
+    loaded = gan.load_generator(tmp_path).cpu()
     assert not loaded.training and loaded.epoch == 1
-    assert loaded.build_kwargs == generator.build_kwargs
+    assert gan.build_kwargs(loaded) == gan.build_kwargs(generator)
     out = gan.sample(loaded, [0, 1, 1, 0, 1], seed=3, batch_size=2)
     assert out.shape == (5, 32, 32, 3) and out.dtype == np.uint8
     assert np.array_equal(out, gan.sample(generator, [0, 1, 1, 0, 1], seed=3))  # same weights, same images
@@ -176,11 +182,15 @@ def test_corrupt_checkpoint_is_skipped(tmp_path, capsys):
     generator, discriminator = _models()
     images, labels = _data(n=8)
     gan.train(generator, discriminator, images, labels, epochs=1, batch_size=8, out_dir=tmp_path, progress=False)
-    folder = tmp_path / "checkpoints"
-    (folder / "ckpt_0005.pt").write_bytes(b"not a checkpoint, cut short")
+    broken = tmp_path / "checkpoints" / "epoch_0005"
+    broken.mkdir()
+    (broken / "state.json").write_text(
+        (tmp_path / "checkpoints" / "epoch_0001" / "state.json").read_text().replace('"epoch": 1', '"epoch": 5')
+    )
+    (broken / "weights.pt").write_bytes(b"not a checkpoint, cut short")
     loaded = gan.load_generator(tmp_path)
     assert loaded.epoch == 1
-    assert "Skipping unreadable checkpoint ckpt_0005.pt" in capsys.readouterr().err
+    assert "Skipping unreadable checkpoint epoch_0005" in capsys.readouterr().err
     # training resumes from epoch 1 too, not from the broken epoch 5
     history = gan.train(
         generator, discriminator, images, labels, epochs=2, batch_size=8, out_dir=tmp_path, progress=False
@@ -197,27 +207,21 @@ def test_labels_condition_the_output():
     assert np.array_equal(normal, gan.sample(generator, [0] * 4, seed=0))
 
 
-def test_gray_and_rgb_inputs_match_model_channels():
-    gray = np.full((2, 16, 16, 1), 255, np.uint8)
-    x = gan.to_tensor(gray, channels=3)
-    assert x.shape == (2, 3, 16, 16) and float(x.min()) == pytest.approx(1.0, abs=1e-6)
-    assert gan.to_tensor(np.zeros((2, 16, 16, 3), np.uint8), channels=1).shape == (2, 1, 16, 16)
-    with pytest.raises(ValueError, match="uint8"):
-        gan.to_tensor(np.zeros((2, 16, 16, 1), np.float32), channels=1)
-
-
-def test_flop_count_and_step_timer():
+def test_flop_count():
     """MACs of the report generator by hand: five transposed convolutions + two linear layers."""
     generator = gan.build_generator()
     convs = 4 * 4 * 16 * 513 * 512 + 3 * (8 * 8 * 16 * 512 * 256) + 64 * 64 * 16 * 64 * 3
-    assert gan.forward_macs(generator) == convs + 100 * 16 + 100 * 8192
-    g, d = _models()
-    before = {k: v.clone() for k, v in g.state_dict().items()}
-    rng = torch.get_rng_state()
-    seconds = gan.time_train_step(g, d, batch_size=4, repeats=1, device="cpu")
-    assert seconds > 0
-    assert torch.equal(rng, torch.get_rng_state())  # the caller's random stream is untouched
-    assert all(torch.equal(before[k], v) for k, v in g.state_dict().items())  # it trains copies
+    assert torch_models.forward_macs(generator) == convs + 100 * 16 + 100 * 8192
+
+
+def test_generate_takes_noise_and_labels():
+    generator, _ = _models()
+    noise = np.random.default_rng(0).standard_normal((3, 100)).astype(np.float32)
+    images = gan.generate(generator, noise, [0, 1, 1])
+    assert images.shape == (3, 16, 16, 3) and images.dtype == np.uint8 and generator.training  # mode restored
+    assert np.array_equal(
+        gan.sample(generator, [0, 1, 1], seed=5), gan.generate(generator, gan_loop.fixed_noise(3, 100, 5), [0, 1, 1])
+    )
 
 
 @pytest.mark.parametrize("switch", [{"channels_last": True}, {"fused_adam": True}])
