@@ -275,7 +275,8 @@ def test_set_lines(results: dict) -> list[str]:
         truth = conds["real"]["large_test"]
         lines.append(
             f"Large independent test set ({large.get('description')}; {truth['n']} images): the truth these "
-            f"classifiers' validation numbers estimate. real: accuracy at the validation class mix "
+            f"classifiers' validation numbers estimate (its comparisons below are descriptive, not corrected for "
+            f"multiplicity). real: accuracy at the validation class mix "
             f"{_interval(truth, 'accuracy_at_validation_mix')} (validation: {_num(conds['real']['accuracy'])}), "
             f"ROC AUC {_interval(truth, 'roc_auc')} (validation: {_num(conds['real']['roc_auc'])})."
         )
@@ -293,12 +294,16 @@ def test_set_lines(results: dict) -> list[str]:
             agree = ""
             if truth is not None:
                 home_better, truth_better = home["kind"] == "better classifier", truth == "better classifier"
-                agree = (
-                    " Validation and truth agree: "
-                    + ("a better classifier." if home_better else "not shown to be a better classifier.")
-                    if home_better == truth_better
-                    else f" Validation and truth disagree: the validation set says {home['kind']}, the large set {truth}."
-                )
+                if home_better == truth_better:
+                    agree = " Validation and truth agree: " + (
+                        "a better classifier." if home_better else "not shown to be a better classifier."
+                    )
+                elif home["kind"] == "inconclusive":
+                    agree = f" The validation set could not tell; the large set says: {truth}."
+                elif home_better:
+                    agree = f" The validation verdict does not hold on the large set ({truth})."
+                else:
+                    agree = f" Validation and truth disagree: the validation set says {home['kind']}, the large set {truth}."
             lines.append("; ".join(parts) + "." + agree)
     return lines
 
