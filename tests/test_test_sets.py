@@ -315,3 +315,13 @@ def test_an_external_folder_with_one_class_and_an_overlap(smoke_run, tmp_path):
     block = results["conditions"]["real"]["external"]
     assert block["specificity"] is None and block["roc_auc"] is None and block["sensitivity"] is not None
     assert "n/a" in evaluation.test_set_table(results).loc["real", ("specificity", "external")]
+
+
+def test_external_dir_is_a_parameter_of_notebook_05_and_a_run_setting(tmp_path):
+    from covidgan_utils import pipeline
+
+    checked = pipeline.check_parameters({"external_dir": "elsewhere/hospital-b"}, pipeline.select("05"))
+    assert checked == {"external_dir": "elsewhere/hospital-b"}
+    assert "external_dir" in pipeline.declared_parameters(pipeline.select("05")[0])
+    cfg = config.resolve(profile="smoke", run_dir=str(tmp_path / "run"), external_dir="elsewhere/hospital-b")
+    assert cfg.external_dir == "elsewhere/hospital-b"
