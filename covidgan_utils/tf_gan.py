@@ -20,9 +20,10 @@ import keras
 import numpy as np
 from keras import layers  # noqa: F401 - for notebooks and tests: gan.layers
 
-from . import gan_loop
+from . import NOTEBOOKS, gan_loop
 from .augment import diffaugment_tf, parse_policy
 from .tf_models import (
+    REPORT_PARAMETERS,  # noqa: F401 - the report's counts, for the notebooks
     build_discriminator,
     build_generator,
     build_kwargs,
@@ -34,7 +35,7 @@ from .tf_models import (
 )
 
 NAME = "tf"
-NOTEBOOK = "notebooks/03_tensorflow_cgan.ipynb"
+NOTEBOOK = NOTEBOOKS["03"]
 BATCH_SIZE = 32  # the report's
 WEIGHT_FILES = re.compile(r"^weights\.(index|data-\d{5}-of-\d{5})$")
 JIT_DEFAULT = False  # XLA off: on a 2-core CPU it ran 0.56x the graph at the demo size, 1.04x at 128 px (benchmarks/tf_cgan_train.py)
@@ -60,6 +61,11 @@ def _class_ce(y, class_logits):
     return tf.reduce_mean(
         tf.nn.sparse_softmax_cross_entropy_with_logits(labels=tf.reshape(y, [-1]), logits=class_logits)
     )
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python's, NumPy's and TensorFlow's random generators (model initialisation)."""
+    keras.utils.set_random_seed(seed)
 
 
 def train_step(real, y, z, generator, discriminator, g_opt, d_opt, augment=None):
@@ -115,7 +121,7 @@ class Trainer:
     ):
         if options.deterministic:
             tf.config.experimental.enable_op_determinism()
-        keras.utils.set_random_seed(seed)
+        set_seed(seed)
         self.rng = tf.random.Generator.from_seed(seed)  # noise and DiffAugment; checkpointed
         beta_1, beta_2 = options.betas
         self.g_opt = keras.optimizers.Adam(learning_rate=options.lr, beta_1=beta_1, beta_2=beta_2, name="g_adam")
@@ -284,6 +290,7 @@ __all__ = [
     "count_parameters",
     "model_summary",
     "train_flops_per_image",
+    "set_seed",
     "train_step",
     "Trainer",
     "save_checkpoint",

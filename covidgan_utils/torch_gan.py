@@ -18,10 +18,11 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import gan_loop
+from . import NOTEBOOKS, gan_loop
 from .augment import diffaugment_torch, parse_policy
 from .files import atomic_path
 from .torch_models import (
+    REPORT_PARAMETERS,  # noqa: F401 - the report's counts, for the notebooks
     build_discriminator,
     build_generator,
     build_kwargs,
@@ -32,7 +33,7 @@ from .torch_models import (
 )
 
 NAME = "torch"
-NOTEBOOK = "notebooks/02_pytorch_cgan.ipynb"
+NOTEBOOK = NOTEBOOKS["02"]
 BATCH_SIZE = 64  # the report's
 WEIGHT_FILES = re.compile(r"^weights\.pt$")
 Options = gan_loop.Options
@@ -46,6 +47,11 @@ def _scores(discriminator, images, y):
 
 def _bce(p, target: float):
     return F.binary_cross_entropy(p, torch.full_like(p, target))
+
+
+def set_seed(seed: int) -> None:
+    """Seed torch's random generators (model initialisation, noise, dropout, DiffAugment)."""
+    torch.manual_seed(seed)
 
 
 def train_step(real, y, z, generator, discriminator, g_opt, d_opt, augment=None):
@@ -148,7 +154,7 @@ class Trainer:
         self.discriminator = discriminator.to(self.device, memory_format=fmt).train()
         adam = functools.partial(torch.optim.Adam, lr=options.lr, betas=tuple(options.betas), fused=options.fused_adam)
         self.g_opt, self.d_opt = adam(generator.parameters()), adam(discriminator.parameters())
-        torch.manual_seed(seed)
+        set_seed(seed)
         self.objects = {
             "generator": generator,
             "discriminator": discriminator,
@@ -296,6 +302,7 @@ __all__ = [
     "count_parameters",
     "model_summary",
     "train_flops_per_image",
+    "set_seed",
     "train_step",
     "Trainer",
     "save_checkpoint",

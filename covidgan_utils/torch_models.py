@@ -16,6 +16,7 @@ from torch import nn
 BN_MOMENTUM = 0.1  # PyTorch convention: new = (1 - momentum) * old + momentum * batch; Keras 0.9 is the same thing
 BN_EPS = 0.8  # the value printed in the report's Figure 4 (inherited from a tutorial; the usual value is 1e-5)
 VARIANTS = ("cgan", "acgan")
+REPORT_PARAMETERS = {"generator": 7_789_208, "discriminator": 7_729_609}  # the report's, at 128 px and width 1
 
 
 def _stages(image_size: int) -> int:

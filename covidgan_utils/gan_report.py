@@ -1,0 +1,188 @@
+"""What notebooks 02 and 03 show about a GAN, written once: the step's source, sizes, checks, figures, summary.
+
+Each helper takes the framework module (``torch_gan`` or ``tf_gan``, imported as ``gan``) where it needs one,
+so the two notebooks call the same lines and differ only where the frameworks do.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+
+from . import CLASSES, config, files, plotting, quality
+
+PAPER_EPOCHS, PAPER_IMAGES = 1000, 932  # the report's training: 1000 epochs over 331 + 601 images
+LOSS_FIGURE = {"torch": 5, "tf": 3}  # the report's loss-curve figure of each framework
+ASSUMED_GPU_FLOPS = 20e12  # a data-centre GPU's sustained rate on these convolutions (an assumption, stated)
+
+
+def setup(gan, seed: int, out_dir) -> None:
+    """Print the setup line: framework versions, device, seed and where the outputs go."""
+    import platform
+
+    info = gan.runtime()
+    versions = " | ".join(f"{k} {v}" for k, v in info["versions"].items())
+    print(f"python {platform.python_version()} | {versions} | numpy {np.__version__}")
+    threads = f" | {info['threads']} CPU threads" if info.get("threads") else ""
+    print(f"device {info['device']}{threads} | seed {seed} | outputs in {config.rel(out_dir)}")
+
+
+def parameter_counts(gan, generator, discriminator) -> None:
+    """The report models' parameter counts next to the report's own numbers (the check of the notebooks' section 4)."""
+    for name, model in (("generator", generator), ("discriminator", discriminator)):
+        print(f"{name:14s}: {gan.count_parameters(model):,} parameters (report: {gan.REPORT_PARAMETERS[name]:,})")
+
+
+def model_sizes(gan, models: dict):
+    """Parameters and training arithmetic of (generator, discriminator) pairs, one column per pair."""
+    import pandas as pd
+
+    rows = ["generator parameters", "discriminator parameters", "GFLOP per image per training step"]
+    table = {
+        label: [gan.count_parameters(g), gan.count_parameters(d), round(gan.train_flops_per_image(g, d) / 1e9, 3)]
+        for label, (g, d) in models.items()
+    }
+    return pd.DataFrame(table, index=rows, dtype=object)  # counts stay integers beside the GFLOP
+
+
+def show(function) -> None:
+    """Display a function's source, as it runs in the package (not a copy)."""
+    from IPython.display import Code, display
+
+    display(Code(inspect.getsource(function), language="python"))
+
+
+def loss_figures(gan, history, run_dir) -> None:
+    """The loss curves (with log 2, a guessing discriminator's loss) and D's mean outputs on real and generated images."""
+    import matplotlib.pyplot as plt
+
+    title = f"{gan.runtime()['framework']} cGAN losses (cf. report Figure {LOSS_FIGURE[gan.NAME]})"
+    fig = plotting.history_plot(history, title=title, test_column="g_test_loss")
+    for ax in fig.axes:
+        ax.axhline(np.log(2), ls="--", c="gray", lw=1)
+    plotting.save_fig(fig, f"{gan.NAME}_losses", run_dir)
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.plot(history["epoch"], history["d_real"], label="D(x): real images")
+    ax.plot(history["epoch"], history["d_fake"], label="D(G(z)): generated images")
+    ax.set(xlabel="epoch", ylabel="mean discriminator output", ylim=(0, 1))
+    ax.legend()
+    plotting.save_fig(fig, f"{gan.NAME}_d_outputs", run_dir)
+
+
+def class_fidelity(gan, generator, images, labels, *, seed: int, run_dir, n_per_class: int = 200):
+    """The GAN-test: a classifier trained on the real images labels generated ones of known class.
+
+    Draws the bar chart (chance, generated, real cross-validated) and returns (the result dict, a one-row table).
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    fake_labels = np.repeat(np.arange(len(CLASSES)), n_per_class)
+    fake = gan.sample(generator, fake_labels, seed=seed + 1)
+    fidelity = quality.class_fidelity(images, labels, fake, fake_labels, seed=seed)
+    bars = {"chance": fidelity["chance"], "generated": fidelity["accuracy"], "real (CV)": fidelity["real_cv_accuracy"]}
+    fig, ax = plt.subplots(figsize=(5, 2.6))
+    ax.barh(list(bars), list(bars.values()), color=["gray", "C0", "C2"])
+    ax.set(xlim=(0, 1), xlabel="accuracy of a classifier trained on real images")
+    for i, v in enumerate(bars.values()):
+        ax.text(v + 0.01, i, f"{v:.2f}", va="center")
+    plotting.save_fig(fig, f"{gan.NAME}_class_fidelity", run_dir)
+    table = pd.DataFrame(
+        {
+            "accuracy on generated images": [fidelity["accuracy"]],
+            **{f"recall {k}": [v] for k, v in fidelity["per_class_recall"].items()},
+            "chance": [fidelity["chance"]],
+            "ceiling: CV accuracy on real": [fidelity["real_cv_accuracy"]],
+        }
+    ).round(3)
+    return fidelity, table
+
+
+def diversity(gan, out_dir, images, labels, *, run_dir):
+    """Variety of the fixed-noise samples saved during training, per class, beside the real images' (dashed).
+
+    Returns (a DataFrame, one row per saved epoch; the real images' level per class).
+    """
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    rows = []
+    for epoch, grid in files.load_samples(out_dir).items():
+        row = {"epoch": epoch}
+        row.update({name: quality.diversity(grid["images"][grid["labels"] == k]) for k, name in enumerate(CLASSES)})
+        rows.append(row)
+    generated = pd.DataFrame(rows)
+    real = {name: quality.diversity(images[labels == k]) for k, name in enumerate(CLASSES)}
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    for k, name in enumerate(CLASSES):
+        ax.plot(generated["epoch"], generated[name], marker="o", c=f"C{k}", label=f"generated {name}")
+        ax.axhline(real[name], ls="--", c=f"C{k}", lw=1, label=f"real {name}")
+    ax.set(xlabel="epoch", ylabel="mean pairwise distance")
+    ax.legend(fontsize=8)
+    plotting.save_fig(fig, f"{gan.NAME}_diversity", run_dir)
+    return generated, real
+
+
+def paper_cost(gan, history, models, report_models, *, n_images: int, batch_size: int):
+    """Estimates for the paper setting from the arithmetic per image (counted from the layers) and this run's rate."""
+    import pandas as pd
+
+    flops_here = gan.train_flops_per_image(*models)
+    flops_paper = gan.train_flops_per_image(*report_models)
+    seconds = float(history["seconds"].median())
+    steps = n_images // min(batch_size, n_images)  # the last incomplete batch of an epoch is dropped
+    rate = flops_here * steps * batch_size / seconds  # FLOP/s this run achieved
+    paper_total = PAPER_EPOCHS * PAPER_IMAGES * flops_paper
+    device = gan.runtime()["device"]
+    estimates = {
+        "this run: seconds per epoch": seconds,
+        "this run: achieved GFLOP/s": rate / 1e9,
+        "paper profile: total PFLOP": paper_total / 1e15,
+        f"paper profile on this {device}: hours (at the same rate)": paper_total / rate / 3600,
+        f"paper profile on a GPU at an assumed {ASSUMED_GPU_FLOPS / 1e12:.0f} TFLOP/s: minutes": paper_total
+        / ASSUMED_GPU_FLOPS
+        / 60,
+    }
+    return pd.Series(estimates).round(2).to_frame("estimate")
+
+
+def summary(cfg, gan, history, *, width, batch_size, models, report_models, train_seconds, fidelity, diversity, real):
+    """The headline numbers of notebook 02 or 03, for RUN/<torch_gan|tf_gan>/summary.json."""
+    (generator, discriminator), (report_g, report_d) = models, report_models
+    return {
+        "profile": cfg.profile,
+        "data": "phantoms" if cfg.uses_phantoms else "data_dir",
+        "image_size": cfg.image_size,
+        "width": width,
+        "epochs": int(history["epoch"].iloc[-1]),
+        "variant": cfg.gan_variant,
+        "diffaugment": cfg.diffaugment,
+        "batch_size": batch_size,
+        "device": gan.runtime()["device"],
+        "parameters": {
+            "generator": gan.count_parameters(generator),
+            "discriminator": gan.count_parameters(discriminator),
+        },
+        "report_parameters": {
+            "generator": gan.count_parameters(report_g),
+            "discriminator": gan.count_parameters(report_d),
+        },
+        "final": {k: float(history[k].iloc[-1]) for k in ("d_loss", "g_loss", "d_real", "d_fake", "g_test_loss")},
+        "seconds_per_epoch": float(history["seconds"].median()),
+        "train_seconds_this_call": float(train_seconds),
+        "class_fidelity": fidelity,
+        "diversity": {
+            "generated": {k: float(diversity[k].iloc[-1]) for k in CLASSES},
+            "real": real,
+            "by_epoch": diversity.to_dict(orient="list"),
+        },
+    }
+
+
+def write_summary(out_dir, summary_dict: dict) -> None:
+    """Write summary.json and say where, with the class-fidelity headline."""
+    path = files.write_json(Path(out_dir) / "summary.json", summary_dict)
+    fidelity = summary_dict["class_fidelity"]
+    print(f"wrote {config.rel(path)}: class fidelity {fidelity['accuracy']:.3f} (chance {fidelity['chance']:.2f})")
