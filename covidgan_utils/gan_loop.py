@@ -1,9 +1,9 @@
 """The GAN training loop both frameworks share: input checks, resume, history, samples, checkpoints, progress.
 
-``torch_gan`` and ``tf_gan`` supply the same few names (``build_kwargs``, ``Trainer``, ``save_checkpoint``,
-``restore_checkpoint``, ``generate``, ``build_generator`` and the constants NAME, NOTEBOOK, BATCH_SIZE,
-WEIGHT_FILES); everything here is plain Python and NumPy, so the two trainings shuffle, batch, record and
-checkpoint the same way.
+``torch_gan`` and ``tf_gan`` offer the same functions, in the same order (their ``__all__``), and the constants
+NAME, NOTEBOOK, BATCH_SIZE and WEIGHT_FILES; the loop calls them (``build_kwargs``, ``Trainer``,
+``save_checkpoint``, ``restore_checkpoint``, ``generate``, ``build_generator``). Everything here is plain
+Python and NumPy, so the two trainings shuffle, batch, record and checkpoint the same way.
 
 Checkpoint layout, the same in both frameworks::
 

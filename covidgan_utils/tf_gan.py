@@ -1,8 +1,8 @@
 """The report's TensorFlow cGAN: its compiled training step, checkpoints and generation; ``gan_loop`` runs it.
 
 Same public names, in the same order, as ``covidgan_utils.torch_gan``: build_generator, build_discriminator,
-build_kwargs, count_parameters, model_summary, train_flops_per_image (from ``tf_models``), train_step,
-Trainer, save_checkpoint, restore_checkpoint, generate, sample, load_generator, train, runtime.
+build_kwargs, count_parameters, model_summary, train_flops_per_image (from ``tf_models``), set_seed,
+train_step, Trainer, save_checkpoint, restore_checkpoint, generate, sample, load_generator, train, runtime.
 Importing this module imports TensorFlow (quietly); ``import covidgan_utils`` does not.
 """
 
@@ -283,21 +283,8 @@ def runtime() -> dict:
     }
 
 
-__all__ = [
-    "build_generator",
-    "build_discriminator",
-    "build_kwargs",
-    "count_parameters",
-    "model_summary",
-    "train_flops_per_image",
-    "set_seed",
-    "train_step",
-    "Trainer",
-    "save_checkpoint",
-    "restore_checkpoint",
-    "generate",
-    "sample",
-    "load_generator",
-    "train",
-    "runtime",
-]
+__all__ = [  # the same names in the same order as torch_gan (tests/test_gan_loop.py checks)
+    "build_generator", "build_discriminator", "build_kwargs", "count_parameters", "model_summary",
+    "train_flops_per_image", "set_seed", "train_step", "Trainer", "save_checkpoint", "restore_checkpoint",
+    "generate", "sample", "load_generator", "train", "runtime",
+]  # fmt: skip

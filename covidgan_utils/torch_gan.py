@@ -1,8 +1,8 @@
 """The report's PyTorch cGAN: its training step, checkpoints and generation; the shared loop in ``gan_loop`` runs it.
 
 Same public names, in the same order, as ``covidgan_utils.tf_gan``: build_generator, build_discriminator,
-build_kwargs, count_parameters, model_summary, train_flops_per_image (from ``torch_models``), train_step,
-Trainer, save_checkpoint, restore_checkpoint, generate, sample, load_generator, train, runtime.
+build_kwargs, count_parameters, model_summary, train_flops_per_image (from ``torch_models``), set_seed,
+train_step, Trainer, save_checkpoint, restore_checkpoint, generate, sample, load_generator, train, runtime.
 Importing this module imports torch; ``import covidgan_utils`` does not.
 """
 
@@ -295,21 +295,8 @@ def _train_step(discriminator, g_step, d_step, g_opt, d_opt, real, y, z, autocas
     return train_step(real, y, z, g_step, d_step, g_opt, d_opt, augment)
 
 
-__all__ = [
-    "build_generator",
-    "build_discriminator",
-    "build_kwargs",
-    "count_parameters",
-    "model_summary",
-    "train_flops_per_image",
-    "set_seed",
-    "train_step",
-    "Trainer",
-    "save_checkpoint",
-    "restore_checkpoint",
-    "generate",
-    "sample",
-    "load_generator",
-    "train",
-    "runtime",
-]
+__all__ = [  # the same names in the same order as tf_gan (tests/test_gan_loop.py checks)
+    "build_generator", "build_discriminator", "build_kwargs", "count_parameters", "model_summary",
+    "train_flops_per_image", "set_seed", "train_step", "Trainer", "save_checkpoint", "restore_checkpoint",
+    "generate", "sample", "load_generator", "train", "runtime",
+]  # fmt: skip
