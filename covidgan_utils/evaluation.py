@@ -253,6 +253,11 @@ def summarize(
             if key == "large_test" and "real" in blocks:
                 scored = stats.add_prior_corrected(given["predictions"], train_info)
                 results["procedure_error_rate"] = dict(results["procedure_error_rate"] or {})
+                results["procedure_error_rate"]["contents"] = (
+                    "raw_gain and mcnemar_gain: the procedure on validation images redrawn, two heads of real (no true "
+                    "difference); large_test: the procedure on validation sets drawn from the large independent test set, "
+                    "each condition against real, judged by the large set's truth"
+                )
                 results["procedure_error_rate"]["large_test"] = stats.procedure_on_test_set(
                     scored, results["n_val_per_class"], n_sim=n_resamples, seed=bootstrap_seed, n_resamples=n_resamples
                 )
