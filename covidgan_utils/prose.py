@@ -22,6 +22,9 @@ FACTS = {
     "2e-4", "0.0002", "1e-4", "1e-3", "0.001", "0.5", "0.999", "0.1", "0.8", "0.9", "0.99", "0.01", "0.2",
     "0.05", "0.025", "0.975", "0.0", "1.0", "0.485", "0.456", "0.406", "0.229", "0.224", "0.225",
     "4.6", "6.6", "9.4", "5%", "10%", "20%", "80%", "95%", "90%", "50%", "100%",
+    # architecture and initialisation facts: log 2 (the loss at p = 0.5), Dropout 0.4, the default BatchNorm eps,
+    # the DCGAN and Keras initialisers, the report's parameter counts in millions
+    "0.693", "0.4", "1e-5", "1e-3", "0.02", "-0.05", "7.8", "24", "0.3",
 }
 MARKER = "<!-- fact -->"
 
