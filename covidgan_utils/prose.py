@@ -24,7 +24,7 @@ FACTS = {
     "4.6", "6.6", "9.4", "5%", "10%", "20%", "80%", "95%", "90%", "50%", "100%",
     # architecture and initialisation facts: log 2 (the loss at p = 0.5), Dropout 0.4, the default BatchNorm eps,
     # the DCGAN and Keras initialisers, the report's parameter counts in millions
-    "0.693", "0.4", "1e-5", "1e-3", "0.02", "-0.05", "7.8", "24", "0.3",
+    "0.693", "0.4", "1e-5", "0.02", "-0.05", "7.8", "24", "0.3",
 }
 MARKER = "<!-- fact -->"
 

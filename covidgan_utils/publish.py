@@ -14,7 +14,6 @@ from . import config
 from .files import atomic_path, read_json
 from .pipeline import STATE, PipelineError, notebooks_dir
 
-
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
