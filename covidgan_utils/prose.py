@@ -30,7 +30,7 @@ MARKER = "<!-- fact -->"
 
 _NUMBER = re.compile(
     r"(?<![\w.\-/])"  # not inside a word, a version, a path or a range's tail
-    r"(?P<n>[+-]?\d*\.\d+(?:e-?\d+)?%?|[+-]?\d+%|\d+e-\d+|\d+(?:\.\d+)?\s?(?:s|sec|seconds|min|minutes|h|hours)\b)"
+    r"(?P<n>\d+(?:\.\d+)?\s?(?:s|sec|seconds|min|minutes|h|hours)\b|[+-]?\d*\.\d+(?:e-?\d+)?%?|[+-]?\d+%|\d+e-\d+)"
 )
 _CODE = re.compile(r"`[^`]*`")  # inline code names a setting or a file, not a result
 _LINK = re.compile(r"\]\([^)]*\)")
