@@ -1,7 +1,7 @@
 """Profile the PyTorch cGAN training step on the CPU and time the variants that might speed it up.
 
 One process, the report's architecture (Figure 4) at 128 px, width 1, random data, the project's step
-(``torch_gan._train_step``). It prints:
+(``torch_gan.train_step``). It prints:
 
 1. the top ops by self CPU time (torch.profiler, one step after warm-up) and their shares grouped
    (convolution forward, convolution backward, BatchNorm, optimizer, allocation, ...);
@@ -153,9 +153,8 @@ class Case:
         with self.context(), torch.random.fork_rng(devices=[]):
             torch.set_rng_state(self.rng)
             t0 = time.perf_counter()
-            out = torch_gan._train_step(
-                self.d, self.g, self.d, self.g_opt, self.d_opt, self.real, self.y, self.z, autocast
-            )
+            with autocast:
+                out = torch_gan.train_step(self.real, self.y, self.z, self.g, self.d, self.g_opt, self.d_opt)
             self.losses = out.tolist()  # the host sync that ends the step
             seconds = time.perf_counter() - t0
             if self.first_losses is None:
