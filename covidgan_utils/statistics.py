@@ -444,7 +444,8 @@ def procedure_error_rate(
     from scipy.stats import binom
 
     what = (
-        f"two heads of {condition} differing only in their seed (no true difference), one run each, "
+        f"two heads of {condition} differing only in their seed (the same condition: no true difference between "
+        "conditions, though the two heads may differ), one run each, "
         "validation images redrawn within class; the report's procedure declares a gain if accuracy rises "
         f"(raw) or rises with exact McNemar p < {alpha}"
     )
@@ -591,7 +592,10 @@ def procedure_on_test_set(
     takes one head of ``base`` and one of the other condition (one run each) and applies the report's procedure:
     a gain if accuracy rises (raw), or rises with exact McNemar p < alpha. Where the truth shows no gain, the rate
     of declared gains is the procedure's false-gain rate; where it shows one, the rate is its power.
-    Two heads of ``base`` differing only in their seed give the same simulation with no difference by construction.
+    Two heads of ``base`` differing only in their seed give the same simulation for one condition against itself: no
+    condition gains over itself, so every gain declared there is false for the report's question, even where the two
+    heads' own true accuracies differ (``head_accuracy_at_mix``: head-seed variation, which a McNemar test of one pair
+    of heads does not cover).
     """
     present = list(dict.fromkeys(predictions["condition"]))
     if base not in present:
@@ -639,8 +643,9 @@ def procedure_on_test_set(
         second = (first + rng.integers(1, S, n_sim)) % S
         raw, sig, n_disc = _declared_gains(C_base[first[:, None], idx], C_base[second[:, None], idx], alpha)
         out["same_classifier"] = {
-            "compares": f"two heads of {base} differing only in their seed (no difference by construction)",
+            "compares": f"two heads of {base} differing only in their seed: the same condition, so no condition gain",
             "head_seeds": int(S),
+            "head_accuracy_at_mix": [float(at_mix(weighted_metrics(y, P_base[k], ones))[0]) for k in range(S)],
             "raw_gain": float(raw.mean()),
             "mcnemar_gain": float(sig.mean()),
             "mean_discordant_images": float(n_disc.mean()),
