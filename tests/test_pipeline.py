@@ -87,3 +87,21 @@ def test_second_run_on_the_same_directory_refuses_and_stale_lock_is_taken_over(t
     (run_dir / ".lock").write_text(json.dumps({"pid": dead, "host": socket.gethostname(), "what": "crashed"}))
     with RunLock(run_dir, what="third"):
         assert json.loads((run_dir / ".lock").read_text())["what"] == "third"
+
+
+@pytest.mark.slow
+def test_each_gan_seed_is_its_own_sub_run(tmp_path):
+    import pandas as pd
+
+    run_dir = tmp_path / "run"
+    config.resolve(profile="smoke", run_dir=str(run_dir))
+    (run_dir / config.OVERRIDES_FILE).write_text('{"gan_seeds": [0, 1]}')
+    pipeline.run("smoke", run_dir=str(run_dir), notebooks="01,02")
+    sub = run_dir / "gan_seeds" / "seed-1"
+    assert json.loads((sub / config.OVERRIDES_FILE).read_text()) == {"gan_seeds": [1]}
+    state = json.loads((sub / "pipeline.json").read_text())
+    assert set(state["notebooks"]) == {"01_data_exploration", "02_pytorch_cgan"}
+    main = pd.read_csv(run_dir / "torch_gan" / "history.csv")
+    other = pd.read_csv(sub / "torch_gan" / "history.csv")
+    assert len(main) == len(other) and not main["d_loss"].equals(other["d_loss"])  # another generator
+    assert not (sub / "gan_seeds").exists()  # a sub-run has one GAN seed: no sub-runs of its own
