@@ -287,14 +287,6 @@ def runtime() -> dict:
     }
 
 
-def _train_step(discriminator, g_step, d_step, g_opt, d_opt, real, y, z, autocast, policy=()):
-    """train_step in the argument order of benchmarks/profile_torch_step.py (an enabled ``autocast`` runs the models in bf16)."""
-    if autocast is not None and getattr(autocast, "_enabled", False):
-        g_step, d_step = _Autocast(g_step, autocast.device), _Autocast(d_step, autocast.device)
-    augment = functools.partial(diffaugment_torch, policy=policy) if policy else None
-    return train_step(real, y, z, g_step, d_step, g_opt, d_opt, augment)
-
-
 __all__ = [  # the same names in the same order as tf_gan (tests/test_gan_loop.py checks)
     "build_generator", "build_discriminator", "build_kwargs", "count_parameters", "model_summary",
     "train_flops_per_image", "set_seed", "train_step", "Trainer", "save_checkpoint", "restore_checkpoint",
