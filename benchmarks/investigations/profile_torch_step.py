@@ -297,8 +297,8 @@ def layer_rates(size: int, width: float, batch: int, peak: float, repeats: int =
                 "input": "x".join(map(str, shape)),
                 "output": "x".join(map(str, out_shape)),
                 "gflop_forward": round(2 * macs / 1e9, 2),
-                "forward_s": round(f_s, 4),
-                "backward_s": round(b_s, 4),
+                "forward_s": float(f"{f_s:.3g}"),  # significant digits: a tiny layer is not rounded to 0
+                "backward_s": float(f"{b_s:.3g}"),
                 "forward_gflops": round(2 * macs / f_s / 1e9, 1),
                 "backward_gflops": round(4 * macs / b_s / 1e9, 1),  # input and weight gradients: 2 x the forward
                 "forward_fraction_of_peak": round(2 * macs / f_s / 1e9 / peak, 3),
