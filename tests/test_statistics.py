@@ -49,7 +49,7 @@ def test_prior_correction_is_a_logit_offset_from_training_counts():
     p = np.array([0.0, 1e-6, 0.2, 0.5, 0.9, 1.0])
     shifted = st.prior_corrected(p, 331, 601)
     np.testing.assert_allclose(shifted[1:-1], expit(logit(p[1:-1]) + math.log(601 / 331)), rtol=1e-12)
-    assert shifted[0] == 0.0 and shifted[-1] == 1.0
+    assert (shifted[0], shifted[-1]) == pytest.approx((0, 1))
     assert st.prior_corrected(0.5, 331, 601) == pytest.approx(601 / 932)  # even odds become the prior ratio
     with pytest.raises(ValueError, match="n_covid"):
         st.prior_offset(0, 601)
@@ -150,7 +150,7 @@ def test_percentile_interval_agrees_with_scipy_bootstrap_when_there_is_one_class
 
 def test_bootstrap_pvalue_known_answers():
     assert st.bootstrap_pvalue(np.full(1999, 0.1)) == pytest.approx(2 / 2000)
-    assert st.bootstrap_pvalue(np.zeros(100)) == 1.0
+    assert st.bootstrap_pvalue(np.zeros(100)) == pytest.approx(1)
     d = np.r_[np.full(950, 0.1), np.full(50, -0.1)]
     assert st.bootstrap_pvalue(d) == pytest.approx(2 * 51 / 1001)
     assert math.isnan(st.bootstrap_pvalue([]))
