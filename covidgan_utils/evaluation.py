@@ -31,6 +31,7 @@ import numpy as np
 
 from . import CLASSES
 from . import statistics as stats
+from .formatting import clean, fmt_p, nanmean
 from .verdicts import reading, verdict
 
 REPORT = {"real": 0.958, "real+torch": 0.974, "real+tf": 0.98}
@@ -176,7 +177,7 @@ def summarize(
             per_seed.append({"seed": int(seed), **m})
         n_val = per_seed[0]["n"]
         accs = np.array([p["accuracy"] for p in per_seed])
-        c = {name: _nanmean([p[name] for p in per_seed]) for name in METRICS}
+        c = {name: nanmean([p[name] for p in per_seed]) for name in METRICS}
         if ci == "wilson":
             c["accuracy_ci"] = wilson_ci(c["accuracy"] * n_val, n_val)
         else:
@@ -270,7 +271,7 @@ def summarize(
         results["baseline"] = baseline_block(
             baseline, predictions, n_resamples=n_resamples, seed=bootstrap_seed, mix=results["n_val_per_class"]
         )
-    return _clean(results)
+    return clean(results)
 
 
 TEST_SET_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "roc_auc")
@@ -313,7 +314,7 @@ def evaluate_test_set(
         sub = predictions[predictions["condition"] == cond]
         per_seed = [{"seed": int(s), **metrics(part["label"], part["prob_covid"])} for s, part in sub.groupby("seed")]
         block = {"n": int(n), "n_per_class": {c: int((labels == k).sum()) for k, c in enumerate(CLASSES)}}
-        block.update({m: _nanmean([p[m] for p in per_seed]) for m in METRICS})
+        block.update({m: nanmean([p[m] for p in per_seed]) for m in METRICS})
         boot = scored[cond][1]
         for m in stats.BOOTSTRAP_METRICS:
             block[f"{m}_ci"] = stats.percentile_interval(boot[m], 1 - alpha)
@@ -400,7 +401,7 @@ def write_results(run_dir, results: dict, predictions, others: dict | None = Non
     out = Path(run_dir) / "transfer"
     cols = ["condition", "seed", "path", "label", "prob_covid", "pred"]
     written = {
-        "results": write_json(out / "results.json", _clean(results)),
+        "results": write_json(out / "results.json", clean(results)),
         "predictions": write_csv(out / "predictions.csv", predictions[cols]),
     }
     for name, frame in (others or {}).items():
@@ -452,7 +453,7 @@ def paired_table(results: dict, metrics=("roc_auc", "accuracy", "balanced_accura
             continue
         row = rows.setdefault(f"{e['b']} - {e['a']}", {"primary": False, "Holm p (AUC)": None})
         low, high = e["interval"]
-        row[e["metric"]] = "n/a" if low is None else f"{e['estimate']:+.3f} [{low:+.3f}, {high:+.3f}] p={_fmt(e['p'])}"
+        row[e["metric"]] = "n/a" if low is None else f"{e['estimate']:+.3f} [{low:+.3f}, {high:+.3f}] p={fmt_p(e['p'], 3)}"
         if e["primary"]:
             row.update({"primary": True, "Holm p (AUC)": e["holm_p"]})
         eq = stats.find(results.get("equivalence"), e["a"], e["b"], "roc_auc")
@@ -576,30 +577,6 @@ def report_mcnemar_best_case(n_val: int = 192) -> dict:
             "best_case_pvalue": float(mcnemar([[base, 0], [gain, n_val - base - gain]], exact=True).pvalue),
         }
     return out
-
-
-def _fmt(p) -> str:
-    return "n/a" if p is None else f"{p:.3g}"
-
-
-def _nanmean(values) -> float:
-    arr = np.asarray(values, dtype=np.float64)
-    return math.nan if np.all(np.isnan(arr)) else float(np.nanmean(arr))
-
-
-def _clean(obj):
-    """JSON-safe copy: NaN/inf -> None, numpy scalars -> Python."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 __all__ = [
