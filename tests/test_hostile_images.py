@@ -326,7 +326,7 @@ def test_a_failure_half_way_leaves_no_data_stage_and_a_leftover_is_rebuilt(tmp_p
         raise OSError(28, "No space left on device")
 
     with monkeypatch.context() as m:
-        m.setattr(data, "write_json", disk_full)
+        m.setattr(data.stage, "write_json", disk_full)  # prepare writes through it
         with pytest.raises(OSError):
             data.prepare(cfg, progress=False)
     left = sorted(p.name for p in cfg.path("data").iterdir()) if cfg.path("data").exists() else []
