@@ -56,11 +56,13 @@ studies: demo
 	$(PY) -m covidgan_utils sweep demo-seeds --grid seed=0,1,2 --notebooks 01,03,04,05
 	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --resume --notebooks 07
 
-## notebooks: rerun the demo from scratch with its defaults, then commit-ready notebooks (outputs of that run) and figures/
+## notebooks: rerun the demo from scratch with its defaults, then commit-ready notebooks (outputs of that run), figures/
+## and the README's results section
 notebooks: setup
 	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --overwrite
 	$(PY) -m covidgan_utils publish --run-dir $(RUN_DIR)
 	$(PY) -m covidgan_utils figures --run-dir $(RUN_DIR) --out figures
+	$(PY) -m covidgan_utils readme --run-dir $(RUN_DIR)
 
 ## check-notebooks: after make notebooks, compare notebooks/ with the committed ones (timings masked)
 check-notebooks: setup

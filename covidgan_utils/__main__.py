@@ -1,4 +1,4 @@
-"""Command line: ``python -m covidgan_utils {phantoms,run,sweep,figures,publish,vgg16-file} ...``."""
+"""Command line: ``python -m covidgan_utils {phantoms,run,sweep,figures,publish,readme,vgg16-file} ...``."""
 
 from __future__ import annotations
 
@@ -62,6 +62,23 @@ def _publish(argv) -> int:
     return 0
 
 
+def _readme(argv) -> int:
+    from . import readme
+
+    ap = argparse.ArgumentParser(prog="python -m covidgan_utils readme",
+                                 description="Write a finished run's results into README.md between the results markers.")
+    ap.add_argument("--run-dir", default="runs/demo")
+    ap.add_argument("--readme", default="README.md")
+    args = ap.parse_args(argv)
+    try:
+        changed = readme.update(args.readme, args.run_dir)
+    except readme.ReadmeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.readme}: results section {'rewritten' if changed else 'unchanged'} from {args.run_dir}")
+    return 0
+
+
 def _phantoms(argv) -> int:
     from . import phantoms
 
@@ -97,7 +114,7 @@ def _vgg16_file(argv) -> int:
 
 
 COMMANDS = {"phantoms": _phantoms, "run": _run, "sweep": _sweep, "figures": _figures, "publish": _publish,
-            "vgg16-file": _vgg16_file}
+            "readme": _readme, "vgg16-file": _vgg16_file}
 
 
 def main(argv=None) -> int:

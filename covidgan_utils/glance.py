@@ -33,7 +33,7 @@ def _counts(counts: dict | None) -> str:
     return f"{sum(counts.values())} ({counts.get('COVID', 0)} COVID / {counts.get('Normal', 0)} Normal)"
 
 
-def _weights(results: dict) -> str:
+def weights_text(results: dict) -> str:
     kind = results.get("vgg_weights")
     if kind == "random":
         return "random (nothing transferred)"
@@ -82,7 +82,7 @@ def rows(results: dict, epochs: dict | None = None) -> list[tuple[str, str, str]
                     f"{epochs.get('torch', 'n/a')} / {epochs.get('tf', 'n/a')}"))
     seeds = results.get("seeds") or []
     out += [
-        ("VGG16 weights", REPORT_FACTS["vgg_weights"], _weights(results)),
+        ("VGG16 weights", REPORT_FACTS["vgg_weights"], weights_text(results)),
         ("VGG16 last-layer epochs", str(REPORT_FACTS["vgg_epochs"]), str(results.get("epochs", "n/a"))),
         ("runs per condition", REPORT_FACTS["runs"], f"{len(seeds)} head seed(s), mean shown"),
     ]
@@ -125,4 +125,4 @@ def comparable(results: dict) -> list[str]:
     return reasons
 
 
-__all__ = ["GAN_CONDITIONS", "REPORT_FACTS", "comparable", "rows", "table"]
+__all__ = ["GAN_CONDITIONS", "REPORT_FACTS", "comparable", "rows", "table", "weights_text"]

@@ -1,0 +1,159 @@
+"""The README's results section, written from a finished run (so the README's numbers are the run's, never typed).
+
+``make notebooks`` calls ``python -m covidgan_utils readme --run-dir runs/demo``: the text between the two markers
+below is replaced by :func:`render`; everything else in README.md is left as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import glance
+from .files import write_text
+from .formatting import num, with_interval
+from .settings import PARAMETER_ALIASES, profile_settings
+from .verdicts import large_procedure_lines, verdict
+
+START = "<!-- run-results:start (written by `python -m covidgan_utils readme` from a finished run; do not edit) -->"
+END = "<!-- run-results:end -->"
+
+LABELS = {
+    "real": "real",
+    "real:prior-corrected": "real, prior-corrected threshold",
+    "real+classweight": "real + class-weighted loss",
+    "real+copies": "real + copies (no GAN)",
+    "real+torch": "real + PyTorch GAN",
+    "real+tf": "real + TensorFlow GAN",
+    "synthetic-only:torch": "PyTorch GAN only",
+    "synthetic-only:tf": "TensorFlow GAN only",
+}
+FRAMEWORKS = {"torch": "PyTorch", "tf": "TensorFlow"}
+
+
+class ReadmeError(ValueError):
+    """The run is not finished, or README.md lacks the markers."""
+
+
+def _load(path: Path) -> dict:
+    if not path.is_file():
+        raise ReadmeError(f"{path} is missing: finish the run first (make notebooks).")
+    return json.loads(path.read_text())
+
+
+def run_settings(run_dir: Path) -> dict:
+    """The run's settings: its profile's, with the parameters it was run with (pipeline.json) and overrides.json."""
+    pipeline = _load(run_dir / "pipeline.json")
+    values = profile_settings(pipeline.get("profile") or "demo")
+    overrides = run_dir / "overrides.json"
+    if overrides.is_file():
+        values.update(json.loads(overrides.read_text()))
+    for name, value in (pipeline.get("params") or {}).items():
+        for target in PARAMETER_ALIASES.get(name, (name,)):
+            if target in values and value is not None:
+                values[target] = value
+    return values
+
+
+def _times(pipeline: dict) -> str:
+    rows = ["| notebook | seconds in this run |", "| --- | --- |"]
+    total = 0.0
+    for name, entry in (pipeline.get("notebooks") or {}).items():
+        seconds = entry.get("seconds")
+        if seconds is None:
+            continue
+        total += seconds
+        rows.append(f"| `{name}` | {seconds:.0f} |")
+    rows.append(f"| total | {total:.0f} ({total / 60:.1f} min) |")
+    return "\n".join(rows)
+
+
+def _conditions_table(results: dict) -> str:
+    rows = ["| condition | accuracy | balanced accuracy | ROC AUC | external accuracy | truth: ROC AUC | reading |",
+            "| --- | --- | --- | --- | --- | --- | --- |"]
+    for cond, block in results.get("conditions", {}).items():
+        reading = "the baseline" if cond == "real" else verdict(results, cond)["kind"]
+        external = (block.get("external") or {}).get("accuracy")
+        truth = (block.get("large_test") or {}).get("roc_auc")
+        rows.append(
+            f"| {LABELS.get(cond, cond)} | {with_interval(block.get('accuracy'), block.get('accuracy_ci'))} | "
+            f"{with_interval(block.get('balanced_accuracy'), block.get('balanced_accuracy_ci'))} | "
+            f"{with_interval(block.get('roc_auc'), block.get('roc_auc_ci'))} | {num(external)} | {num(truth)} | {reading} |")
+    return "\n".join(rows)
+
+
+def _quality_table(metrics: dict) -> str:
+    fixed = (metrics.get("fixed") or {}).get("real_vs_real") or {}
+    rows = ["| GAN | class fidelity: Normal / COVID | TSTR / real-trained | PRDC recall (fixed-v1) | KID (fixed-v1) |",
+            "| --- | --- | --- | --- | --- |"]
+    for fw, name in FRAMEWORKS.items():
+        block = metrics.get(fw)
+        if not block:
+            continue
+        recall = (block.get("gan_test") or {}).get("per_class_recall") or {}
+        tstr = block.get("tstr") or {}
+        ratio = tstr.get("accuracy") / tstr["trtr_accuracy"] if tstr.get("trtr_accuracy") else None
+        f = block.get("fixed") or {}
+        rows.append(f"| {name} | {num(recall.get('Normal'), 2)} / {num(recall.get('COVID'), 2)} | "
+                    f"{num(tstr.get('accuracy'))} / {num(tstr.get('trtr_accuracy'))} = {num(ratio, 2)} | "
+                    f"{num(f.get('recall'), 2)} | {num(f.get('kid'), 3)} |")
+    rows.append(f"| two real halves (reference) | | | {num(fixed.get('recall'), 2)} | {num(fixed.get('kid'), 3)} |")
+    named = next((metrics[fw]["fixed"].get("recall_name") for fw in FRAMEWORKS if (metrics.get(fw) or {}).get("fixed")), None)
+    if named:
+        rows.append(f"\nRecall is {named}.")
+    return "\n".join(rows)
+
+
+def render(run_dir) -> str:
+    """The README's results section for the finished run in ``run_dir`` (markdown, between the markers)."""
+    run_dir = Path(run_dir)
+    results = _load(run_dir / "transfer" / "results.json")
+    pipeline = _load(run_dir / "pipeline.json")
+    s = run_settings(run_dir)
+    n_val = sum((results.get("n_val_per_class") or {}).values())
+    lines = [
+        START,
+        f"One run of `make notebooks` (profile `{pipeline.get('profile')}`: {s['image_size']} px, PyTorch GAN "
+        f"{s['torch_epochs']} epochs at width {s['torch_width']:g}, TensorFlow GAN {s['tf_epochs']} epochs at width "
+        f"{s['tf_width']:g}, GAN seed {s['gan_seeds'][0]}; VGG16 last layer {results.get('epochs')} epochs, "
+        f"{len(results.get('seeds') or [])} head seed(s); {n_val} validation images). "
+        f"VGG16 weights: {glance.weights_text(results)}.",
+        "",
+        *[f"- {reason}" for reason in glance.comparable(results)],
+        "",
+        "Intervals are 95% (accuracy: Wilson; the others: class-stratified bootstrap over the validation images). "
+        "\"External\" is the same classifiers on another site's images; \"truth\" is the ROC AUC on the large "
+        "independent phantom set. The reading is notebook 05's rule: a better classifier needs a paired ROC AUC gain.",
+        "",
+        _conditions_table(results),
+        "",
+        "What the run says (notebook 05's computed reading):",
+        "",
+        *[f"- {LABELS[c]}: {verdict(results, c)['text']}." for c in glance.GAN_CONDITIONS if c in results.get("conditions", {})],
+        *[f"- {line}" for line in large_procedure_lines((results.get("procedure_error_rate") or {}).get("large_test"))],
+        "",
+    ]
+    metrics_path = run_dir / "evaluation" / "metrics.json"
+    if metrics_path.is_file():
+        lines += ["The generated images (notebook 06; fixed-v1 features, defined once and versioned, so these "
+                  "numbers compare across runs):", "", _quality_table(_load(metrics_path)), ""]
+    lines += ["Time per notebook in this run (wall clock, the machine's load not controlled):", "", _times(pipeline), END]
+    return "\n".join(lines)
+
+
+def update(readme, run_dir) -> bool:
+    """Replace the results section of ``readme`` with :func:`render` of ``run_dir``; True when the text changed."""
+    readme = Path(readme)
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise ReadmeError(f"{readme} has no results markers: add the two lines\n{START}\n{END}\nwhere the section goes.")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    new = head + render(run_dir) + tail
+    if new == text:
+        return False
+    write_text(readme, new)
+    return True
+
+
+__all__ = ["END", "START", "ReadmeError", "render", "run_settings", "update"]

@@ -1,0 +1,76 @@
+"""The README's results section is written from a run's files, replaces only the text between its markers."""
+
+import json
+
+import pytest
+from test_glance import predictions
+
+from covidgan_utils import evaluation, readme
+from covidgan_utils.formatting import clean
+
+
+def metrics_block(recall, kid, fidelity=(0.9, 0.8), tstr=(0.72, 0.8)):
+    return {"gan_test": {"per_class_recall": {"Normal": fidelity[0], "COVID": fidelity[1]}},
+            "tstr": {"accuracy": tstr[0], "trtr_accuracy": tstr[1]},
+            "fixed": {"recall": recall, "kid": kid, "recall_name": "PRDC recall, k=5, fixed-v1 features, class mean"}}
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    preds = predictions({"real": -1.0, "real+copies": 0.0, "real+classweight": 0.0, "real+torch": 0.0, "real+tf": -1.0})
+    results = evaluation.summarize(preds, train_info={"real": {"COVID": 331, "Normal": 601}}, settings={"gan_seeds": [0]})
+    results.update({"data": "phantoms", "vgg_weights": "random", "epochs": 20, "seeds": [0, 1], "image_size": 64})
+    (run / "transfer").mkdir()
+    (run / "transfer" / "results.json").write_text(json.dumps(clean(results)))
+    (run / "evaluation").mkdir()
+    metrics = {"torch": metrics_block(0.41, 0.25), "tf": metrics_block(0.62, 0.12),
+               "fixed": {"real_vs_real": {"recall": 0.97, "kid": 0.004}}}
+    (run / "evaluation" / "metrics.json").write_text(json.dumps(metrics))
+    pipeline = {"profile": "demo", "params": {"epochs": 12},
+                "notebooks": {"01_data_exploration": {"status": "done", "seconds": 20.4},
+                              "02_pytorch_cgan": {"status": "done", "seconds": 100.0}}}
+    (run / "pipeline.json").write_text(json.dumps(pipeline))
+    return run
+
+
+def test_render_reads_the_run(run_dir):
+    text = readme.render(run_dir)
+    assert text.startswith(readme.START) and text.endswith(readme.END)
+    assert "PyTorch GAN 12 epochs" in text and "TensorFlow GAN 12 epochs" in text  # the run's -p epochs, both GANs
+    results = json.loads((run_dir / "transfer" / "results.json").read_text())
+    real = results["conditions"]["real"]
+    assert f"| real | {real['accuracy']:.3f} [{real['accuracy_ci'][0]:.3f}, " in text
+    verdict = evaluation.verdict(results, "real+torch")
+    assert "| real + PyTorch GAN |" in text and verdict["text"] in text
+    assert "| PyTorch | 0.90 / 0.80 | 0.720 / 0.800 = 0.90 | 0.41 | 0.250 |" in text
+    assert "| two real halves (reference) | | | 0.97 | 0.004 |" in text
+    assert "| total | 120 (2.0 min) |" in text
+    assert "random weights" in text and "phantoms" in text
+
+
+def test_update_replaces_only_the_section(run_dir, tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text(f"# Title\n\nbefore\n{readme.START}\nold numbers 0.123\n{readme.END}\n\nafter\n")
+    assert readme.update(path, run_dir) is True
+    text = path.read_text()
+    assert text.startswith("# Title\n\nbefore\n") and text.endswith("\n\nafter\n") and "0.123" not in text
+    assert readme.update(path, run_dir) is False  # the same run writes the same text
+    assert path.read_text() == text
+
+
+def test_clear_errors(run_dir, tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text("no markers\n")
+    with pytest.raises(readme.ReadmeError, match="no results markers"):
+        readme.update(path, run_dir)
+    assert path.read_text() == "no markers\n"
+    with pytest.raises(readme.ReadmeError, match="results.json is missing"):
+        readme.render(tmp_path)
+
+
+def test_the_readme_has_the_markers():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert text.count(readme.START) == 1 and text.count(readme.END) == 1
