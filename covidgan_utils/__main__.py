@@ -47,10 +47,11 @@ def _publish(argv) -> int:
     ap = argparse.ArgumentParser(prog="python -m covidgan_utils publish",
                                  description="Copy a finished run's executed notebooks over notebooks/, cleaned for committing.")
     ap.add_argument("--run-dir", default="runs/demo")
-    ap.add_argument("--compare", metavar="REV", help="compare notebooks/ with their versions at REV (timings masked) and stop")
+    ap.add_argument("--compare", metavar="REV", help="compare notebooks/, figures/ and the README's run results with their versions at REV "
+                    "(timings masked, figures with a pixel tolerance) and stop")
     args = ap.parse_args(argv)
     if args.compare:
-        found = publish.compare_with_git(args.compare)
+        found = publish.compare_all(args.compare)
         for name, problems in found.items():
             print(f"{name}: " + ("same (timings masked)" if not problems else "; ".join(problems[:8])))
         return 1 if any(found.values()) else 0

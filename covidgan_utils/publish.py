@@ -118,27 +118,46 @@ def publish(run_dir, dest=None, max_kb: int = 1024) -> list[Path]:
 TIMING = r"\d+(?:\.\d+)?\s?(?:ms|s|sec|seconds|min|minutes|h|hours)\b|\d+(?:\.\d+)?\s?s/epoch|\d+(?:\.\d+)?x\b"
 
 
-def _outputs_text(cell) -> list[str]:
-    """A code cell's outputs as comparable text: timings masked, figures by their decoded pixels (rounded)."""
-    import base64
-    import hashlib
+PIXEL_TOLERANCE = 24  # gray levels: anti-aliasing and font hinting differ by less on another machine
+CHANGED_PIXELS = 0.002  # share of a figure's pixels allowed beyond PIXEL_TOLERANCE
+
+
+def _pixels(png: bytes):
     import io
-    import re
 
     import numpy as np
     from PIL import Image
 
-    shown = []
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=np.int16)
+
+
+def same_picture(a: bytes, b: bytes) -> bool:
+    """Two PNGs show the same picture: same size, and almost every pixel within PIXEL_TOLERANCE gray levels."""
+    pa, pb = _pixels(a), _pixels(b)
+    if pa.shape != pb.shape:
+        return False
+    return float((abs(pa - pb) > PIXEL_TOLERANCE).mean()) <= CHANGED_PIXELS
+
+
+def mask_timings(text: str) -> str:
+    import re
+
+    return re.sub(TIMING, "<time>", text)
+
+
+def _outputs(cell) -> tuple[list[str], list[bytes]]:
+    """A code cell's outputs: the texts with timings masked, and its figures as PNG bytes."""
+    import base64
+
+    texts, pngs = [], []
     for output in cell.get("outputs", []):
         data = output.get("data", {})
         text = output.get("text") or data.get("text/plain") or ""
-        text = "".join(text) if isinstance(text, list) else text
-        shown.append(re.sub(TIMING, "<time>", text))
+        texts.append(mask_timings("".join(text) if isinstance(text, list) else text))
         png = data.get("image/png")
         if png:
-            pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(png))).convert("L"), dtype=np.int16) // 8
-            shown.append("figure " + hashlib.sha256(pixels.tobytes()).hexdigest()[:12])
-    return shown
+            pngs.append(base64.b64decode("".join(png) if isinstance(png, list) else png))
+    return texts, pngs
 
 
 def compare_notebooks(old: dict, new: dict) -> list[str]:
@@ -150,23 +169,65 @@ def compare_notebooks(old: dict, new: dict) -> list[str]:
     for i, (a, b) in enumerate(zip(old_cells, new_cells)):
         if "".join(a.get("source", "")) != "".join(b.get("source", "")):
             problems.append(f"cell {i}: source differs")
-        elif a.get("cell_type") == "code" and _outputs_text(a) != _outputs_text(b):
-            problems.append(f"cell {i}: outputs differ")
+        elif a.get("cell_type") == "code":
+            (ta, pa), (tb, pb) = _outputs(a), _outputs(b)
+            if ta != tb:
+                problems.append(f"cell {i}: outputs differ")
+            elif len(pa) != len(pb) or not all(same_picture(x, y) for x, y in zip(pa, pb)):
+                problems.append(f"cell {i}: figure differs")
     return problems
+
+
+def _git_show(root, rev: str, rel_path: str) -> bytes | None:
+    import subprocess
+
+    shown = subprocess.run(["git", "show", f"{rev}:{rel_path}"], cwd=root, capture_output=True)
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def compare_figures(rev: str = "HEAD", folder: str = "figures") -> dict[str, list[str]]:
+    """Compare the PNGs in ``folder`` with their committed versions at ``rev``, pixel by pixel (with tolerance)."""
+    root = config.repo_root()
+    out = {}
+    for path in sorted((root / folder).glob("*.png")):
+        rel_path = path.relative_to(root).as_posix()
+        old = _git_show(root, rev, rel_path)
+        out[rel_path] = [f"not in {rev}"] if old is None else ([] if same_picture(old, path.read_bytes()) else ["figure differs"])
+    return out
+
+
+def compare_readme(rev: str = "HEAD", path: str = "README.md") -> dict[str, list[str]]:
+    """Compare the README's run-results section (timings masked) with its version at ``rev``."""
+    from . import readme
+
+    root = config.repo_root()
+    old = _git_show(root, rev, path)
+
+    def section(text: str) -> str:
+        return mask_timings(text.split(readme.START, 1)[-1].split(readme.END, 1)[0]) if readme.START in text else ""
+
+    if old is None:
+        return {path: [f"not in {rev}"]}
+    lines_old, lines_new = section(old.decode()).splitlines(), section((root / path).read_text()).splitlines()
+    changed = [f"line {i}: {b[:80]}" for i, (a, b) in enumerate(zip(lines_old, lines_new)) if a != b]
+    if len(lines_old) != len(lines_new):
+        changed.append(f"{len(lines_old)} lines vs {len(lines_new)}")
+    return {path + " (run results)": changed}
 
 
 def compare_with_git(rev: str = "HEAD", folder: str = "notebooks") -> dict[str, list[str]]:
     """Compare the notebooks in ``folder`` with their committed versions at ``rev`` (after `make notebooks`)."""
     import json
-    import subprocess
 
     root = config.repo_root()
     out = {}
     for path in sorted((root / folder).glob("[0-9][0-9]_*.ipynb")):
         rel_path = path.relative_to(root).as_posix()
-        shown = subprocess.run(["git", "show", f"{rev}:{rel_path}"], cwd=root, capture_output=True, text=True)
-        if shown.returncode != 0:
-            out[rel_path] = [f"not in {rev}"]
-            continue
-        out[rel_path] = compare_notebooks(json.loads(shown.stdout), json.loads(path.read_text()))
+        old = _git_show(root, rev, rel_path)
+        out[rel_path] = [f"not in {rev}"] if old is None else compare_notebooks(json.loads(old), json.loads(path.read_text()))
     return out
+
+
+def compare_all(rev: str = "HEAD") -> dict[str, list[str]]:
+    """What `make notebooks` writes (notebooks, figures/, the README's run results) against ``rev``: [] = the same."""
+    return {**compare_with_git(rev), **compare_figures(rev), **compare_readme(rev)}

@@ -39,3 +39,45 @@ def test_compare_notebooks_masks_timings_and_finds_other_changes():
     assert publish.compare_notebooks(nb("done in 12.5 s, 3.1 s/epoch, 1.2x\n"), nb("done in 40.1 s, 9.0 s/epoch, 1.9x\n")) == []
     assert publish.compare_notebooks(nb("accuracy 0.711\n"), nb("accuracy 0.769\n")) == ["cell 0: outputs differ"]
     assert publish.compare_notebooks(nb("a"), {"cells": []}) == ["1 cells vs 0"]
+
+
+def _png(pixels) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_figures_compare_with_a_pixel_tolerance():
+    import base64
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (60, 80))
+    hinted = np.clip(base + rng.integers(-10, 11, base.shape), 0, 255)  # anti-aliasing-sized differences
+    moved = base.copy()
+    moved[:20, :20] = 255 - moved[:20, :20]  # another curve in one corner
+    assert publish.same_picture(_png(base), _png(hinted))
+    assert not publish.same_picture(_png(base), _png(moved))
+    assert not publish.same_picture(_png(base), _png(base[:, :70]))
+
+    def nb(png):
+        cell = nbformat.v4.new_code_cell("plot()", execution_count=1)
+        data = {"image/png": base64.b64encode(png).decode(), "text/plain": "<Figure>"}
+        cell.outputs = [nbformat.v4.new_output("display_data", data)]
+        return {"cells": [cell]}
+
+    assert publish.compare_notebooks(nb(_png(base)), nb(_png(hinted))) == []
+    assert publish.compare_notebooks(nb(_png(base)), nb(_png(moved))) == ["cell 0: figure differs"]
+
+
+def test_compare_all_covers_notebooks_figures_and_the_readme():
+    found = publish.compare_all("HEAD")
+    assert any(k.startswith("notebooks/") for k in found)
+    assert any(k.startswith("figures/") for k in found)
+    assert "README.md (run results)" in found
