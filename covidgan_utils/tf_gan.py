@@ -224,9 +224,8 @@ def generate(generator, noise: np.ndarray, labels) -> np.ndarray:
     return _to_uint8(generator([np.asarray(noise, dtype=np.float32), y], training=False))
 
 
-def sample(generator, labels, seed: int = 0, batch_size: int = 256) -> np.ndarray:
-    """One image per label, with noise drawn from ``seed``: uint8 (N,H,W,C)."""
-    return gan_loop.sample(sys.modules[__name__], generator, labels, seed, batch_size)
+# one image per label, with noise drawn from ``seed``: uint8 (N,H,W,C)
+sample = gan_loop.for_framework(gan_loop.sample, __name__)
 
 
 def load_generator(out_dir):
@@ -234,42 +233,8 @@ def load_generator(out_dir):
     return gan_loop.load_generator(sys.modules[__name__], out_dir)
 
 
-def train(
-    generator,
-    discriminator,
-    images,
-    labels,
-    *,
-    epochs: int,
-    batch_size: int | None = None,
-    out_dir,
-    checkpoint_every: int = 10,
-    resume: bool = True,
-    progress: bool = True,
-    seed: int = 0,
-    options: Options | None = None,
-    **changes,
-):
-    """Train with ``train_step`` in the shared loop (gan_loop.train); resumable; returns the per-epoch history.
-
-    ``batch_size`` None is the report's (32). ``options`` (or keyword changes to it, e.g. ``diffaugment=``,
-    ``jit_compile=True``) hold the schedule, Adam's settings, DiffAugment and the speed switches.
-    """
-    return gan_loop.train(
-        sys.modules[__name__],
-        generator,
-        discriminator,
-        images,
-        labels,
-        epochs=epochs,
-        batch_size=batch_size,
-        out_dir=out_dir,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        progress=progress,
-        seed=seed,
-        options=Options.make(options, **changes),
-    )
+# the shared loop (gan_loop.train) running this module's Trainer; resumable; returns the per-epoch history
+train = gan_loop.for_framework(gan_loop.train, __name__)
 
 
 def runtime() -> dict:

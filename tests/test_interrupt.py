@@ -48,7 +48,7 @@ def die_half_written(raw: bytes, path) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-from covidgan_utils import gan_loop
+from covidgan_utils import gan_checkpoints
 
 if fw == "torch":
     import torch
@@ -63,7 +63,7 @@ if mode == "slow":
     step = gan.Trainer.step
     gan.Trainer.step = lambda self, idx: (time.sleep(float(arg)), step(self, idx))[1]
 if mode == "kill_in_save":
-    write_json = gan_loop.write_json
+    write_json = gan_checkpoints.write_json
 
     def partial_json(path, obj):
         if os.path.basename(str(path)) == "state.json" and obj.get("epoch") == int(arg):
@@ -71,7 +71,7 @@ if mode == "kill_in_save":
             die_half_written(json.dumps(obj, default=str).encode(), path)
         return write_json(path, obj)
 
-    gan_loop.write_json = partial_json
+    gan_checkpoints.write_json = partial_json
 g, d = gan.build_generator(16, width=0.125), gan.build_discriminator(16, width=0.125)
 history = gan.train(g, d, images, labels, epochs=epochs, batch_size=8, out_dir=out, checkpoint_every=1,
                     progress=True, seed=0)

@@ -14,18 +14,18 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from gan_helpers import (  # noqa: E402
+    TINY,
+    check_generate_takes_noise_and_labels,
+    check_labels_condition_the_output,
+    check_loaded_generator_samples,
+)
+from gan_helpers import random_data as _data  # noqa: E402
+
 from covidgan_utils import files, gan_loop  # noqa: E402
 from covidgan_utils import tf_gan as gan  # noqa: E402
 
-TINY = dict(image_size=16, width=0.125)  # small for testing: a few thousand parameters
 TRAIN = dict(batch_size=8, checkpoint_every=1, progress=False, samples_per_class=3)
-
-
-def _data(n=21, size=16, channels=1, seed=0):
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n, size, size, channels), dtype=np.uint8)
-    labels = np.arange(n) % 2
-    return images, labels
 
 
 def _models(seed=0, **kwargs):
@@ -38,7 +38,7 @@ def _models(seed=0, **kwargs):
 def runs(tmp_path_factory):
     """Two epochs straight; and one epoch, a corrupt "epoch 2" checkpoint, then a resume for one more."""
     root = tmp_path_factory.mktemp("tf_gan")
-    images, labels = _data()  # 21 images, batch 8: 2 full batches, the rest dropped
+    images, labels = _data(21)  # 21 images, batch 8: 2 full batches, the rest dropped
     g1, d1 = _models()
     h1 = gan.train(g1, d1, images, labels, epochs=2, out_dir=root / "straight", **TRAIN)
     g2, d2 = _models()
@@ -167,13 +167,7 @@ def test_resume_rejects_other_architecture(runs):
 def test_load_generator_and_sample_round_trip(runs):
     generator = runs["straight"][0]
     loaded = gan.load_generator(runs["root"] / "straight")
-    assert loaded.epoch == 2
-    assert gan.build_kwargs(loaded) == gan.build_kwargs(generator)
-    out = gan.sample(loaded, [0, 1, 1, 0, 1], seed=3, batch_size=2)
-    assert out.shape == (5, 16, 16, 1) and out.dtype == np.uint8
-    assert np.array_equal(out, gan.sample(generator, [0, 1, 1, 0, 1], seed=3))  # same weights, same images
-    assert not np.array_equal(out, gan.sample(loaded, [0, 1, 1, 0, 1], seed=4))
-    assert gan.sample(loaded, [], seed=0).shape == (0, 16, 16, 1)
+    check_loaded_generator_samples(gan, loaded, generator, epoch=2, shape=(16, 16, 1))
 
 
 def test_load_generator_without_checkpoint_names_notebook(tmp_path):
@@ -199,12 +193,7 @@ def test_corrupt_checkpoint_is_skipped(runs, tmp_path, capsys):
 
 
 def test_labels_condition_the_output():
-    """Same noise, different labels -> different images."""
-    generator, _ = _models(image_size=32)
-    normal = gan.sample(generator, [0] * 4, seed=0)
-    covid = gan.sample(generator, [1] * 4, seed=0)
-    assert not np.array_equal(normal, covid)
-    assert np.array_equal(normal, gan.sample(generator, [0] * 4, seed=0))
+    check_labels_condition_the_output(gan, _models(image_size=32)[0])
 
 
 def test_pixel_range_round_trip():
@@ -215,10 +204,4 @@ def test_pixel_range_round_trip():
 
 
 def test_generate_takes_noise_and_labels():
-    generator, _ = _models()
-    noise = np.random.default_rng(0).standard_normal((3, 100)).astype(np.float32)
-    images = gan.generate(generator, noise, [0, 1, 1])
-    assert images.shape == (3, 16, 16, 1) and images.dtype == np.uint8
-    assert np.array_equal(
-        gan.sample(generator, [0, 1, 1], seed=5), gan.generate(generator, gan_loop.fixed_noise(3, 100, 5), [0, 1, 1])
-    )
+    check_generate_takes_noise_and_labels(gan, _models()[0], shape=(16, 16, 1))

@@ -6,30 +6,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from covidgan_utils import (  # noqa: E402
-    files,
-    gan_loop,
-    torch_models,  # noqa: E402
+from gan_helpers import (  # noqa: E402
+    TINY,
+    check_generate_takes_noise_and_labels,
+    check_labels_condition_the_output,
+    check_loaded_generator_samples,
+    one_torch_thread,  # noqa: F401 - autouse: tiny models on one thread
 )
+from gan_helpers import random_data as _data  # noqa: E402
+
+from covidgan_utils import files, gan_loop, torch_models  # noqa: E402
 from covidgan_utils import torch_gan as gan  # noqa: E402
-
-TINY = dict(image_size=16, width=0.125)  # small for testing: a few thousand parameters
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread, and then results do not depend on the thread count."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def _data(n=20, size=16, channels=1, seed=0):
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n, size, size, channels), dtype=np.uint8)
-    labels = np.arange(n) % 2
-    return images, labels
 
 
 def _models(seed=0, **kwargs):
@@ -82,7 +69,7 @@ def test_weight_init():
 
 def test_train_writes_artifacts(tmp_path):
     generator, discriminator = _models()
-    images, labels = _data()
+    images, labels = _data(20)
     history = gan.train(
         generator,
         discriminator,
@@ -164,13 +151,8 @@ def test_load_generator_and_sample_round_trip(tmp_path):
     images, labels = _data(n=10, size=32, channels=3)
     gan.train(generator, discriminator, images, labels, epochs=1, batch_size=5, out_dir=tmp_path, progress=False)
     loaded = gan.load_generator(tmp_path).cpu()
-    assert not loaded.training and loaded.epoch == 1
-    assert gan.build_kwargs(loaded) == gan.build_kwargs(generator)
-    out = gan.sample(loaded, [0, 1, 1, 0, 1], seed=3, batch_size=2)
-    assert out.shape == (5, 32, 32, 3) and out.dtype == np.uint8
-    assert np.array_equal(out, gan.sample(generator, [0, 1, 1, 0, 1], seed=3))  # same weights, same images
-    assert not np.array_equal(out, gan.sample(loaded, [0, 1, 1, 0, 1], seed=4))
-    assert gan.sample(loaded, [], seed=0).shape == (0, 32, 32, 3)
+    assert not loaded.training
+    check_loaded_generator_samples(gan, loaded, generator, epoch=1, shape=(32, 32, 3))
 
 
 def test_load_generator_without_checkpoint_names_notebook(tmp_path):
@@ -199,12 +181,7 @@ def test_corrupt_checkpoint_is_skipped(tmp_path, capsys):
 
 
 def test_labels_condition_the_output():
-    """Same noise, different labels -> different images."""
-    generator, _ = _models(image_size=32)
-    normal = gan.sample(generator, [0] * 4, seed=0)
-    covid = gan.sample(generator, [1] * 4, seed=0)
-    assert not np.array_equal(normal, covid)
-    assert np.array_equal(normal, gan.sample(generator, [0] * 4, seed=0))
+    check_labels_condition_the_output(gan, _models(image_size=32)[0])
 
 
 def test_flop_count():
@@ -216,12 +193,8 @@ def test_flop_count():
 
 def test_generate_takes_noise_and_labels():
     generator, _ = _models()
-    noise = np.random.default_rng(0).standard_normal((3, 100)).astype(np.float32)
-    images = gan.generate(generator, noise, [0, 1, 1])
-    assert images.shape == (3, 16, 16, 3) and images.dtype == np.uint8 and generator.training  # mode restored
-    assert np.array_equal(
-        gan.sample(generator, [0, 1, 1], seed=5), gan.generate(generator, gan_loop.fixed_noise(3, 100, 5), [0, 1, 1])
-    )
+    check_generate_takes_noise_and_labels(gan, generator, shape=(16, 16, 3))
+    assert generator.training  # the mode is restored
 
 
 @pytest.mark.parametrize("switch", [{"channels_last": True}, {"fused_adam": True}])
