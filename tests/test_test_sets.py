@@ -7,23 +7,14 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
+from test_transfer import one_thread  # noqa: F401 (autouse: one thread for tiny tensors)
 
 from covidgan_utils import config, data, evaluation, transfer
 from covidgan_utils import statistics as st
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is faster on a busy shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def frame(conditions: dict, y, seeds=(0, 1), prefix="v"):
@@ -255,18 +246,11 @@ def test_predict_conditions_scores_every_head_on_any_set():
 @pytest.fixture
 def smoke_run(tmp_path, monkeypatch):
     """A smoke run on phantoms, prepared by notebook 01's function, with a tiny VGG-shaped network."""
-    from test_transfer import tiny_model
+    from test_transfer import use_tiny_vgg16
 
     cfg = config.resolve(profile="smoke", run_dir=str(tmp_path / "run"), seeds=[0, 1])
     data.prepare(cfg, progress=False)
-    monkeypatch.setattr(
-        transfer,
-        "build_vgg16",
-        lambda weights, verbose=True: (
-            tiny_model(),
-            {"requested": str(weights), "used": "random", "description": "tiny"},
-        ),
-    )
+    use_tiny_vgg16(monkeypatch)
     return cfg
 
 

@@ -52,6 +52,14 @@ def tiny_model(seed=0):
     return TinyVGG().eval()
 
 
+def use_tiny_vgg16(monkeypatch):
+    """transfer.build_vgg16 replaced by the tiny network (random weights said), for whole-experiment tests."""
+    info = {"used": "random", "description": "a tiny VGG-shaped network (small for testing)"}
+    monkeypatch.setattr(
+        transfer, "build_vgg16", lambda weights, verbose=True: (tiny_model(), {"requested": str(weights), **info})
+    )
+
+
 def toy_images(n, seed=0):
     """Gray uint8 images whose class (COVID = 1) is a bright square at a class-dependent place."""
     rng = np.random.default_rng(seed)
@@ -235,11 +243,7 @@ def test_run_experiment_end_to_end(tmp_path, monkeypatch):
     synthesis.generate(
         "torch", None, plan, synthesis.framework_dir(cfg.run_dir, "torch"), progress=False, sample_fn=sample_fn
     )
-    monkeypatch.setattr(
-        transfer,
-        "build_vgg16",
-        lambda weights, verbose=True: (tiny_model(), {"requested": str(weights), "used": "random"}),
-    )
+    use_tiny_vgg16(monkeypatch)
     results = transfer.run_experiment(cfg, progress=False)
     saved = json.loads((cfg.run_dir / "transfer" / "results.json").read_text())
     assert saved == json.loads(json.dumps(results))
@@ -281,7 +285,9 @@ def test_feature_cache_skips_the_network_and_tracks_inputs(tmp_path, monkeypatch
     datasets = {"real": (images, labels), "val": (images[:2], labels[:2])}
     first = transfer.extract_all(model, datasets, SIZE, progress=False, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.npz"))) == 2
-    monkeypatch.setattr(transfer, "extract_features", lambda *a, **k: pytest.fail("cache not used"))
+    from covidgan_utils.transfer import features as features_module
+
+    monkeypatch.setattr(features_module, "extract_features", lambda *a, **k: pytest.fail("cache not used"))
     again = transfer.extract_all(model, datasets, SIZE, progress=False, cache_dir=tmp_path)
     np.testing.assert_array_equal(first["real"][0], again["real"][0])
     monkeypatch.undo()
