@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import predictions_frame
 
 from covidgan_utils import evaluation
 
@@ -79,25 +80,15 @@ def fake_predictions(n=40, seeds=(0, 1, 2), conditions=("real", "real+torch"), s
     """Predictions with known structure: 'real+torch' fixes exactly 4 images that 'real' gets wrong."""
     rng = np.random.default_rng(seed)
     y = np.r_[np.ones(n // 2, int), np.zeros(n - n // 2, int)]
-    rows = []
+    probs = {}
     for cond in conditions:
-        for s in seeds:
+        probs[cond] = []
+        for _ in seeds:
             prob = np.where(y == 1, 0.8, 0.2) + rng.normal(0, 0.01, n)
             if cond == "real":
                 prob[:4] = 0.3  # four COVID images missed by every seed
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "condition": cond,
-                        "seed": s,
-                        "path": [f"v{i}" for i in range(n)],
-                        "label": y,
-                        "prob_covid": prob,
-                        "pred": (prob >= 0.5).astype(int),
-                    }
-                )
-            )
-    return pd.concat(rows, ignore_index=True)
+            probs[cond].append(prob)
+    return predictions_frame(probs, y, seeds)
 
 
 def test_summarize_contract_and_values(tmp_path):
@@ -170,39 +161,28 @@ def scored_predictions(conditions: dict, n_covid=72, n_normal=120, seeds=(0, 1, 
     rng = np.random.default_rng(seed)
     y = np.r_[np.ones(n_covid, int), np.zeros(n_normal, int)]
     score = (2 * y - 1) + rng.normal(0, 1, len(y))
-    rows = []
+    probs, k = {}, 0
     for name, f in conditions.items():
+        probs[name] = []
         for s in seeds:
-            noise = np.random.default_rng([seed, s, len(rows)]).normal(0, 0.01, len(y))
-            prob = expit(f(y, score) + noise)
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "condition": name,
-                        "seed": s,
-                        "path": [f"v{i}" for i in range(len(y))],
-                        "label": y,
-                        "prob_covid": prob,
-                        "pred": (prob >= 0.5).astype(int),
-                    }
-                )
-            )
-    return pd.concat(rows, ignore_index=True)
+            noise = np.random.default_rng([seed, s, k]).normal(0, 0.01, len(y))
+            probs[name].append(expit(f(y, score) + noise))
+            k += 1
+    return predictions_frame(probs, y, seeds)
 
 
 CONSERVATIVE_REAL = lambda y, s: s - 1.5  # noqa: E731  trained at 331/601: few COVID calls
 SAME_RANKING = lambda y, s: s  # noqa: E731  the same scores with the threshold moved: AUC cannot change
+THRESHOLD_ONLY = {
+    "real": CONSERVATIVE_REAL,
+    "real+classweight": SAME_RANKING,
+    "real+copies": SAME_RANKING,
+    "real+tf": SAME_RANKING,
+}  # every control present; real+tf only moves the threshold
 
 
 def test_threshold_shift_only_is_not_a_better_classifier():
-    preds = scored_predictions(
-        {
-            "real": CONSERVATIVE_REAL,
-            "real+classweight": SAME_RANKING,
-            "real+copies": SAME_RANKING,
-            "real+tf": SAME_RANKING,
-        }
-    )
+    preds = scored_predictions(THRESHOLD_ONLY)
     results = evaluation.summarize(preds, train_info=TRAIN_COUNTS, settings={"gan_seeds": [0]})
     conds = results["conditions"]
     assert conds["real+tf"]["roc_auc"] == pytest.approx(conds["real"]["roc_auc"], abs=1e-3)  # AUC flat
@@ -273,14 +253,7 @@ def test_no_difference_and_inconclusive_are_verdicts():
 
 
 def test_results_contract_for_the_paired_statistics(tmp_path):
-    preds = scored_predictions(
-        {
-            "real": CONSERVATIVE_REAL,
-            "real+classweight": SAME_RANKING,
-            "real+copies": SAME_RANKING,
-            "real+tf": SAME_RANKING,
-        }
-    )
+    preds = scored_predictions(THRESHOLD_ONLY)
     results = evaluation.summarize(preds, train_info=TRAIN_COUNTS, settings={"gan_seeds": [3]})
     json.dumps(results, allow_nan=False)
     for c in results["conditions"].values():

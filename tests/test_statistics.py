@@ -4,8 +4,8 @@ or a closed form, on small known arrays."""
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
+from helpers import predictions_frame
 from scipy import stats as sps
 from scipy.special import expit, logit
 from sklearn import metrics as skm
@@ -20,25 +20,7 @@ def scores(n_covid=72, n_normal=120, separation=1.0, seed=0):
     return y, separation * (2 * y - 1) + rng.normal(0, 1, len(y))
 
 
-def frame(conditions: dict, y, seeds=(0, 1)):
-    """Predictions rows for {condition: prob (n,) or (seeds, n)}."""
-    rows = []
-    for name, prob in conditions.items():
-        prob = np.broadcast_to(np.asarray(prob, dtype=float), (len(seeds), len(y)))
-        for s, p in zip(seeds, prob):
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "condition": name,
-                        "seed": s,
-                        "path": [f"v{i}" for i in range(len(y))],
-                        "label": y,
-                        "prob_covid": p,
-                        "pred": (p >= 0.5).astype(int),
-                    }
-                )
-            )
-    return pd.concat(rows, ignore_index=True)
+frame = predictions_frame
 
 
 # ----------------------------------------------------------------------------- the class prior
