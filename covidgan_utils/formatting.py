@@ -1,4 +1,4 @@
-"""Small number helpers shared by the result modules: p-value text, a NaN-aware mean, JSON-safe copies."""
+"""Small number helpers shared by the result modules: numbers and intervals as text, a NaN-aware mean, JSON-safe copies."""
 
 from __future__ import annotations
 
@@ -10,6 +10,35 @@ import numpy as np
 def fmt_p(p, digits: int = 2) -> str:
     """A p-value (or any number) as text with ``digits`` significant digits; "n/a" for None, NaN or inf."""
     return "n/a" if p is None or not math.isfinite(p) else f"{p:.{digits}g}"
+
+
+def num(x, digits: int = 3) -> str:
+    """A number with ``digits`` decimals; "n/a" for None or NaN."""
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def with_interval(value, interval, digits: int = 3) -> str:
+    """ "0.950 [0.910, 0.980]": a value and its interval; the value alone without one; "n/a" without a value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    low, high = interval or (None, None)
+    return f"{value:.{digits}f}" if low is None else f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
+
+
+def signed_interval(interval) -> str:
+    """ "[-0.010, +0.030]": a difference's interval with signs; "" without one."""
+    low, high = interval or (None, None)
+    return "" if low is None else f"[{low:+.3f}, {high:+.3f}]"
+
+
+def fmt_diff(entry) -> str:
+    """A paired difference (estimate, 95% interval, p) as one phrase; "not compared" for None."""
+    if entry is None:
+        return "not compared"
+    low, high = entry["interval"]
+    if low is None:
+        return f"{entry['estimate']:+.3f}"
+    return f"{entry['estimate']:+.3f}, 95% {signed_interval((low, high))}, p = {fmt_p(entry['p'], 3)}"
 
 
 def nanmean(values) -> float:
@@ -34,4 +63,4 @@ def clean(obj):
     return obj
 
 
-__all__ = ["clean", "fmt_p", "nanmean"]
+__all__ = ["clean", "fmt_diff", "fmt_p", "nanmean", "num", "signed_interval", "with_interval"]

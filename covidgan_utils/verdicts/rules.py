@@ -1,0 +1,143 @@
+"""The rules of the reading: a better classifier, a better operating point, or a moved threshold (:func:`verdict`),
+and the same rule, descriptive, on another test set (:func:`set_verdict`)."""
+
+from __future__ import annotations
+
+from .. import statistics as stats
+from ..formatting import fmt_diff, fmt_p, num
+
+CONTROL_DESCRIPTIONS = {
+    stats.PRIOR_CORRECTED: "real's classifier with its threshold corrected for the class prior",
+    "real+classweight": "real images, class-weighted loss",
+    "real+copies": "real images topped up with copies",
+    "real": "real images",
+}
+
+
+def _significant(entry, alpha: float = 0.05) -> bool:
+    return entry is not None and entry.get("p") is not None and entry["p"] < alpha
+
+
+def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
+    """How to read ``cond`` against ``real``: {"kind": ..., "text": ..., "control": the control named or None}.
+
+    kinds: "better classifier", "not better than the best control", "worse classifier",
+    "better operating point", "threshold moved", "no difference", "inconclusive".
+    """
+    paired, conds = results.get("paired") or [], results["conditions"]
+    auc = stats.find(paired, "real", cond, "roc_auc")
+    primary = next((e for e in paired if e["primary"] and e["b"] == cond), None)
+    is_gan = cond in stats.GAN_CONDITIONS
+    holm_p = None if primary is None else primary.get("holm_p")
+    if is_gan and holm_p is not None and holm_p < alpha and primary["estimate"] > 0:
+        text = (
+            f"a better classifier: its ROC AUC beats the best no-GAN control {primary['a']} "
+            f"({fmt_diff(primary)}, Holm p = {fmt_p(primary['holm_p'], 3)}, a primary comparison)"
+        )
+        return {"kind": "better classifier", "text": text, "control": primary["a"]}
+    if _significant(auc, alpha) and auc["estimate"] > 0:
+        if not is_gan:
+            return {
+                "kind": "better classifier",
+                "text": f"a better classifier than real: ROC AUC {fmt_diff(auc)}",
+                "control": None,
+            }
+        if primary is not None:
+            text = (
+                f"ROC AUC above real's ({fmt_diff(auc)}), but not above the best no-GAN control {primary['a']}'s "
+                f"({primary['estimate']:+.3f}, Holm p = {fmt_p(primary['holm_p'], 3)}): not shown to be a better "
+                "classifier than what the control gets without GAN images"
+            )
+            return {"kind": "not better than the best control", "text": text, "control": primary["a"]}
+    if _significant(auc, alpha) and auc["estimate"] < 0:
+        return {"kind": "worse classifier", "text": f"a worse classifier: ROC AUC {fmt_diff(auc)}", "control": None}
+    ref = primary["a"] if is_gan and primary is not None else "real"  # a GAN condition: its primary comparison
+    eq = stats.find(results.get("equivalence"), ref, cond, "roc_auc")
+    margin = 100 * stats.EQUIVALENCE_MARGIN
+    if eq is None or eq["interval_90"][0] is None:
+        auc_text, equivalent = "ROC AUC not compared", False
+    else:
+        low, high = eq["interval_90"]
+        equivalent = eq["verdict"] == "equivalent"
+        relation = {"equivalent": "equivalent to", "different": "different from"}.get(
+            eq["verdict"], "not shown to differ from"
+        )
+        auc_text = (
+            f"ROC AUC {relation} {ref}'s (90% interval [{low:+.3f}, {high:+.3f}] "
+            f"{'inside' if equivalent else 'not inside'} ±{margin:.1f} points)"
+        )
+    gains = [
+        m
+        for m in ("accuracy", "balanced_accuracy")
+        if _significant(e := stats.find(paired, "real", cond, m), alpha) and e["estimate"] > 0
+    ]
+    if not gains:
+        if equivalent:
+            return {
+                "kind": "no difference",
+                "text": f"no difference: {auc_text}, and no paired gain in accuracy or balanced accuracy",
+                "control": None,
+            }
+        text = f"inconclusive: {auc_text}, and no paired gain in accuracy or balanced accuracy; the data can show neither a gain nor its absence"
+        return {"kind": "inconclusive", "text": text, "control": None}
+    metric = gains[0]
+    gain = stats.find(paired, "real", cond, metric)
+    name = metric.replace("_", " ")
+    controls = [c for c in stats.OPERATING_POINT_CONTROLS if c != cond]
+    missing = [c for c in controls if c not in conds]
+    vs = {c: stats.find(paired, c, cond, metric) for c in controls if c not in missing}
+    beaten = {c: _significant(e, alpha) and e["estimate"] > 0 for c, e in vs.items()}
+    if vs and all(beaten.values()) and not missing:
+        text = (
+            f"a better operating point, not a better classifier: {auc_text}, but its {name} gain over real "
+            f"({fmt_diff(gain)}) also beats " + " and ".join(f"{c} ({fmt_diff(vs[c])})" for c in controls)
+        )
+        return {"kind": "better operating point", "text": text, "control": None}
+    r, c_ = conds["real"], conds[cond]
+    shift = (
+        f"sensitivity {num(r['sensitivity'], 2)} -> {num(c_['sensitivity'], 2)}, "
+        f"specificity {num(r['specificity'], 2)} -> {num(c_['specificity'], 2)}"
+    )
+    text = f"not a better classifier: {auc_text}; the {name} gain ({fmt_diff(gain)}) is the decision threshold moving ({shift})"
+    explaining = [c for c in vs if not beaten[c]]
+    control = max(explaining, key=lambda c: conds[c][metric]) if explaining else None
+    if control is not None:
+        text += (
+            f": {control} ({CONTROL_DESCRIPTIONS[control]}, no GAN images) reaches {name} {num(conds[control][metric])} "
+            f"({cond} - {control}: {fmt_diff(vs[control])})"
+        )
+    if missing:
+        text += f"; {' and '.join(missing)} did not run, so no better operating point can be claimed"
+    return {"kind": "threshold moved", "text": text, "control": control}
+
+
+def set_verdict(block: dict, cond: str, margin: float = stats.EQUIVALENCE_MARGIN) -> dict:
+    """The reading's rule on another test set (descriptive, no correction): a better classifier needs an AUC gain
+    over the home run's best no-GAN control (95% interval above 0); an accuracy gain over real without it is the
+    threshold moving; a 90% AUC interval inside the margin is no difference; anything else is inconclusive."""
+    auc = (block.get("vs_control") or block.get("vs_real") or {}).get("roc_auc")
+    ref = (block.get("vs_control") or {}).get("control", "real")
+    acc = (block.get("vs_real") or {}).get("accuracy")
+    if auc is None or auc["interval"][0] is None:
+        kind = "n/a"
+        text = f"ROC AUC not comparable with {ref}'s (one class only)"
+        if acc is not None and acc["interval"][0] is not None:
+            text += f"; accuracy vs real {fmt_diff(acc)}"
+        return {"kind": kind, "text": text, "control": ref}
+    low, high = auc["interval"]
+    auc_text = f"ROC AUC vs {ref} {fmt_diff(auc)}"
+    if low > 0:
+        return {"kind": "better classifier", "text": f"a better classifier: {auc_text}", "control": ref}
+    if high < 0:
+        return {"kind": "worse classifier", "text": f"a worse classifier: {auc_text}", "control": ref}
+    if acc is not None and acc["interval"][0] is not None and acc["interval"][0] > 0:
+        text = f"not a better classifier ({auc_text}); the accuracy gain over real ({fmt_diff(acc)}) is the threshold moving"
+        return {"kind": "threshold moved", "text": text, "control": ref}
+    low90, high90 = auc.get("interval_90") or (None, None)
+    if low90 is not None and -margin < low90 and high90 < margin:
+        return {
+            "kind": "no difference",
+            "text": f"no difference: {auc_text}, 90% interval inside ±{100 * margin:.1f} points",
+            "control": ref,
+        }
+    return {"kind": "inconclusive", "text": f"inconclusive: {auc_text}", "control": ref}
