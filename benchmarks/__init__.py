@@ -1,1 +1,1 @@
-"""Speed measurements against plain baselines: ``python benchmarks/run.py [--quick] [--out FILE]``."""
+"""Speed measurements against plain baselines: ``python -m benchmarks.run [--quick] [--out FILE]`` (or ``python benchmarks/run.py``)."""

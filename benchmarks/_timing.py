@@ -57,10 +57,12 @@ def result(name, value, unit, baseline=None, ratio=None, target=None, **extra) -
     return row
 
 
-def command_line(doc: str, quick_help: str, argv=None) -> argparse.Namespace:
-    """The benchmarks' common options: --quick and --out FILE."""
+def command_line(doc: str, quick_help: str, argv=None, **flags: str) -> argparse.Namespace:
+    """The benchmarks' common options: --quick and --out FILE; ``flags`` (name=help) add more on/off options."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
+    for name, text in flags.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", action="store_true", help=text)
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     return parser.parse_args(argv)
 

@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _timing import median_time, result
+
+from benchmarks._timing import median_time, result
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT.parent / "shared" / "data" / "covid19-radiography-sample"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from _timing import fp32_peak_gflops, result
+from benchmarks._timing import fp32_peak_gflops, result
 
 
 def run(quick: bool = False) -> dict:

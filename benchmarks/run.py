@@ -1,24 +1,40 @@
 """Run every benchmark, print one line each, write a JSON list (name, value, unit, baseline, ratio, target per row).
 
-    python benchmarks/run.py [--quick] [--out FILE] [--only NAME[,NAME]]
+    python -m benchmarks.run [--quick] [--out FILE] [--only NAME[,NAME]]
+    python benchmarks/run.py ...       (the same)
 
 Each row: {"name", "value", "unit", "baseline", "ratio", "target"}; ratio = baseline time / project
 time measured in the same process after a warm-up (median of repeats); ratio >= target passes.
 --quick fits in about 5 minutes on 2 CPU cores. Run it from the repository root with the package
-installed (``pip install -e .``); Python puts this folder on the import path, so the benchmarks import
-each other by name.
+installed (``pip install -e .``). Every benchmark is a module of the package ``benchmarks``
+(``python -m benchmarks.torch_cgan_train``); run as a file, this script loads that package from its own
+folder first, without touching the import path.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import platform
 import sys
 import time
 import traceback
+from pathlib import Path
 
-from _timing import write_json
+if not __package__ and "benchmarks" not in sys.modules:  # run as a file: load this folder as the package
+
+    def _load_package() -> None:
+        here = Path(__file__).resolve().parent
+        spec = importlib.util.spec_from_file_location(
+            "benchmarks", here / "__init__.py", submodule_search_locations=[str(here)]
+        )
+        sys.modules["benchmarks"] = package = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(package)
+
+    _load_package()
+
+from benchmarks._timing import write_json  # noqa: E402
 
 # Order matters: the peak first, so the training benchmarks can report a fraction of it.
 BENCHMARKS = ["gemm_peak", "data_cache", "torch_cgan_train", "tf_cgan_train", "vgg16_last_layer"]
@@ -53,7 +69,7 @@ def main(argv=None) -> int:
     for name in names:
         start = time.perf_counter()
         try:
-            module = importlib.import_module(name)
+            module = importlib.import_module(f"benchmarks.{name}")
             kwargs = {"quick": args.quick}
             if peak is not None and "peak_gflops" in module.run.__code__.co_varnames:
                 kwargs["peak_gflops"] = peak

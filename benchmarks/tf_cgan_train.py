@@ -5,7 +5,7 @@ Achieved GFLOP/s counts the step's convolution and dense work from the layers (`
 and is compared with this machine's fp32 matrix-multiply rate (``_timing.fp32_peak_gflops``, the one peak
 all benchmarks use). The fastest compiled mode on the machine that ran it is what ``tf_gan.train(jit_compile=None)`` should use: see JIT_DEFAULT in tf_gan.py.
 
-    python benchmarks/tf_cgan_train.py [--quick] [--out FILE]
+    python -m benchmarks.tf_cgan_train [--quick] [--out FILE]
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-from _timing import command_line, fp32_peak_gflops, machine, result, write_json
+from benchmarks._timing import command_line, fp32_peak_gflops, machine, result, write_json
 
 MODES = ("eager", "graph", "xla")
 
@@ -93,29 +93,20 @@ def run(quick: bool = False, peak_gflops: float | None = None) -> list[dict]:
         if "xla" in timings:
             ratios["xla_vs_graph"] = round(timings["xla"]["images_per_s"] / timings["graph"]["images_per_s"], 2)
         print(f"{name:>10} ratios: " + ", ".join(f"{k} {v}x" for k, v in ratios.items()) + f"; fastest: {fastest}")
-        rows.append(
-            result(
-                f"tf_cgan_train_{name}",
-                best["images_per_s"],
-                "images/s",
-                baseline=eager["images_per_s"],
-                ratio=round(best["images_per_s"] / eager["images_per_s"], 2),
-                target=1.2,  # the compiled step must pay for its compilation: at least 1.2x the eager step
-                gflops=best["achieved_gflops"],
-                peak_gflops=round(peak, 1),
-                fraction_of_peak=round(best["achieved_gflops"] / peak, 3),
-                fraction_target=0.5,
-                fastest=fastest,
-                ratios=ratios,
-                modes=timings,
-                image_size=size,
-                width=width,
-                batch_size=batch,
-                machine=machine(),
-                gpus=gpus,
-                tensorflow=tf.__version__,
-            )
-        )
+        speed = {  # the fastest compiled mode against this machine's matmul rate (goal: half of it)
+            "gflops": best["achieved_gflops"],
+            "peak_gflops": round(peak, 1),
+            "fraction_of_peak": round(best["achieved_gflops"] / peak, 3),
+            "fraction_target": 0.5,
+            "fastest": fastest,
+            "ratios": ratios,
+            "modes": timings,
+        }
+        setting = {"image_size": size, "width": width, "batch_size": batch, "machine": machine(), "gpus": gpus}
+        ratio = round(best["images_per_s"] / eager["images_per_s"], 2)
+        # the compiled step must pay for its compilation: at least 1.2x the eager step
+        row = result(f"tf_cgan_train_{name}", best["images_per_s"], "images/s", eager["images_per_s"], ratio, 1.2)
+        rows.append({**row, **speed, **setting, "tensorflow": tf.__version__})
     votes = [r["fastest"] for r in rows if "xla" in r["modes"]]
     print(
         f"fp32 matmul peak {peak:.1f} GFLOP/s; XLA fastest in {votes.count('xla')} of {len(votes)} cases "

@@ -6,13 +6,16 @@ ImageFolder layout), after one warm-up epoch each.
 
 - baseline: torchvision ImageFolder + DataLoader (batch 64, shuffle) that opens, decodes and resizes
   every PNG every epoch; the tutorial's step with ``.item()`` on both losses after every step.
-- project: ``torch_gan.train(channels_last=True, fused_adam=True)``: images decoded once into the uint8 cache (as notebook 01
-  does, not timed), one float tensor on the device in NHWC order, index-slice batches, losses read once per
-  epoch, no weight gradients for the discriminator during the generator step.
+- project: ``torch_gan.train`` with its defaults (the headline), and with its CPU speed switches off
+  (``plain``: channels_last=False, fused_adam=False); ``--switches`` adds each switch alone. Images decoded
+  once into the uint8 cache (as notebook 01 does, not timed), one float tensor on the device, index-slice
+  batches, losses read once per epoch, no weight gradients for the discriminator during the generator step.
+  All project loops start from the same weights and see the same batches: the largest difference of their
+  losses from the defaults' after the same epochs is reported (float rounding only).
 
-Reports training images/s of both, their ratio (goal >= 1.5x), and the achieved GFLOP/s of the
-model arithmetic against this machine's fp32 matrix-multiply rate measured here. Epochs of the two loops
-are interleaved so that a change in machine load hits both alike. The demo model (64 px, half width) is
+Reports training images/s of the baseline and the default loop, their ratio (goal >= 1.5x), and the
+achieved GFLOP/s of the model arithmetic against this machine's fp32 matrix-multiply rate measured here.
+Epochs of all loops are interleaved so that a change in machine load hits them alike. The demo model (64 px, half width) is
 measured the same way, to show how the share of the data path grows as the model shrinks.
 
 What limits it on a CPU: at 128 px a training step is ~5 GFLOP per image of convolution arithmetic that
@@ -20,7 +23,7 @@ both loops do identically (oneDNN kernels); decoding 299 px PNGs every epoch is 
 ``.item()`` costs nothing without an accelerator to wait for. The per-step sync and the host-side decode
 are what starve a GPU, where the project loop is meant to pay off.
 
-    python benchmarks/torch_cgan_train.py [--quick] [--out FILE]
+    python -m benchmarks.torch_cgan_train [--quick] [--switches] [--out FILE]
 """
 
 from __future__ import annotations
@@ -31,9 +34,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from _timing import QUIET_TRAINING, command_line, fp32_peak_gflops, machine, result, write_json
+from benchmarks._timing import QUIET_TRAINING, command_line, fp32_peak_gflops, machine, result, write_json
 
 IMAGE_SIZE = 128
+SWITCHES_HELP = "also time each CPU speed switch alone (channels_last, fused_adam): two more loops"
 FILE_SIZE = 299  # the COVID-19 Radiography Database ships 299 x 299 PNGs
 
 
@@ -113,8 +117,22 @@ def make_baseline(folder: Path, generator, discriminator, image_size: int, batch
     return epoch
 
 
-def compare(folder: Path, image_size: int, width: float, timed: int, batch_size: int, work: Path) -> dict:
-    """Baseline and project epochs on the same PNGs and same-seed models, interleaved after one warm-up each."""
+# Project loops timed beside the baseline: the defaults (the headline), and the speed switches off ("plain").
+# ``--switches`` adds each CPU switch alone, to show what each buys in the same run.
+LOOPS = {"default": {}, "plain": {"channels_last": False, "fused_adam": False}}
+SWITCH_LOOPS = {
+    "channels_last": {"channels_last": True, "fused_adam": False},
+    "fused_adam": {"channels_last": False, "fused_adam": True},
+}
+
+
+def compare(folder: Path, image_size: int, width: float, timed: int, batch_size: int, work: Path, loops=LOOPS) -> dict:
+    """Baseline and project epochs on the same PNGs and same-seed models, interleaved after one warm-up each.
+
+    ``loops``: name -> options of ``torch_gan.train`` (``{}``: its defaults); the first is the headline. Every
+    project loop starts from the same weights and trains on the same batches, so their losses after the same
+    epochs differ only by float rounding (``max_loss_diff``).
+    """
     import numpy as np
     import torch
 
@@ -136,53 +154,68 @@ def compare(folder: Path, image_size: int, width: float, timed: int, batch_size:
     g_base, d_base = models()
     flops = torch_gan.train_flops_per_image(g_base, d_base)
     baseline = make_baseline(folder, g_base, d_base, image_size, batch_size)
-    g_ours, d_ours = models()
-    out_dir = work / f"run_{image_size}"
 
-    def ours(epochs: int) -> float:
-        history = torch_gan.train(
-            g_ours,
-            d_ours,
-            images,
-            labels,
-            epochs=epochs,
-            batch_size=batch_size,
-            out_dir=out_dir,
-            checkpoint_every=1,
-            device="cpu",
-            **QUIET_TRAINING,
-            channels_last=True,  # NHWC: 1.1-1.3x on this CPU's oneDNN kernels (benchmarks/profile_torch_step.py)
-            fused_adam=True,  # one fused Adam kernel: ~1.1x where Adam is 4-8% of the step
-        )
-        return float(history["seconds"].iloc[-1])
+    def project(name: str, options: dict):
+        generator, discriminator = models()
+        histories = []
 
-    baseline(), ours(1)  # warm-up epochs
-    base, mine = [], []
-    for e in range(timed):  # interleaved, so a change in machine load hits both loops alike
-        base.append(baseline())
-        mine.append(ours(2 + e))
+        def epoch(epochs: int) -> float:
+            history = torch_gan.train(
+                generator,
+                discriminator,
+                images,
+                labels,
+                epochs=epochs,
+                batch_size=batch_size,
+                out_dir=work / f"run_{image_size}_{name}",
+                checkpoint_every=1,
+                device="cpu",
+                **QUIET_TRAINING,
+                **options,
+            )
+            histories.append(history)
+            return float(history["seconds"].iloc[-1])
+
+        epoch.histories = histories
+        return epoch
+
+    ours = {name: project(name, options) for name, options in loops.items()}
+    baseline()  # warm-up epochs
+    for loop in ours.values():
+        loop(1)
+    times = {"baseline": [], **{name: [] for name in ours}}
+    for e in range(timed):  # interleaved, so a change in machine load hits every loop alike
+        times["baseline"].append(baseline())
+        for name, loop in ours.items():
+            times[name].append(loop(2 + e))
     data_s = baseline.data_pass()
-    base_s, ours_s = statistics.median(base), statistics.median(mine)
+    median = {name: statistics.median(t) for name, t in times.items()}
+    losses = ["d_loss", "g_loss", "d_real", "d_fake", "g_test_loss"]
+    final = {name: loop.histories[-1][losses].to_numpy() for name, loop in ours.items()}
+    head = next(iter(ours))
     n = len(paths)
     return {
         "image_size": image_size,
         "width": width,
         "images": n,
         "batch_size": batch_size,
-        "images_per_s": round(n / ours_s, 2),
-        "baseline_images_per_s": round(n / base_s, 2),
-        "ratio": round(base_s / ours_s, 2),
-        "gflops": round(flops * n / ours_s / 1e9, 1),
-        "baseline_gflops": round(flops * n / base_s / 1e9, 1),
+        "images_per_s": round(n / median[head], 2),
+        "baseline_images_per_s": round(n / median["baseline"], 2),
+        "ratio": round(median["baseline"] / median[head], 2),
+        "loops": {name: loops[name] for name in ours},
+        "ratios": {name: round(median["baseline"] / median[name], 2) for name in ours},
+        "max_loss_diff": {name: float(np.abs(final[name] - final[head]).max()) for name in ours},
+        "gflops": round(flops * n / median[head] / 1e9, 1),
+        "baseline_gflops": round(flops * n / median["baseline"] / 1e9, 1),
         "gflop_per_image": round(flops / 1e9, 3),
-        "epoch_seconds": {"baseline": [round(t, 2) for t in base], "project": [round(t, 2) for t in mine]},
+        "epoch_seconds": {name: [round(s, 2) for s in t] for name, t in times.items()},
         "cache_seconds_once": round(cache_s, 2),
         "baseline_data_seconds_per_epoch": round(data_s, 2),
-        "baseline_data_fraction": round(data_s / base_s, 3),
+        "baseline_data_fraction": round(data_s / median["baseline"], 3),
     }
 
 
-def run(quick: bool = False, peak_gflops: float | None = None) -> dict:
+def run(quick: bool = False, peak_gflops: float | None = None, switches: bool = False) -> dict:
     """Report architecture at 128 px (the headline row) and the demo model at 64 px; JSON-ready."""
     import torch
 
@@ -194,8 +227,11 @@ def run(quick: bool = False, peak_gflops: float | None = None) -> dict:
     demo = config.PROFILES["demo"]
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_pngs(Path(tmp) / "images", n_images)
-        report = compare(folder, IMAGE_SIZE, 1.0, timed, 64, Path(tmp))
-        small = compare(folder, demo["image_size"], demo["torch_width"], timed, demo["torch_batch_size"], Path(tmp))
+        loops = {**LOOPS, **SWITCH_LOOPS} if switches else LOOPS
+        report = compare(folder, IMAGE_SIZE, 1.0, timed, 64, Path(tmp), loops)
+        small = compare(
+            folder, demo["image_size"], demo["torch_width"], timed, demo["torch_batch_size"], Path(tmp), loops
+        )
     for case in (report, small):
         case["fraction_of_peak"] = round(case["gflops"] / peak, 3)
     return result(
@@ -217,8 +253,10 @@ def run(quick: bool = False, peak_gflops: float | None = None) -> dict:
 
 
 def main(argv=None) -> int:
-    args = command_line(__doc__, "64 images (one batch of 64), 3 interleaved timed epochs each", argv)
-    row = run(quick=args.quick)
+    args = command_line(
+        __doc__, "64 images (one batch of 64), 3 interleaved timed epochs each", argv, switches=SWITCHES_HELP
+    )
+    row = run(quick=args.quick, switches=args.switches)
     print(f"{row['threads']} threads; fp32 matmul peak {row['peak_gflops']} GFLOP/s")
     for name in ("report_128", "demo"):
         c = row[name]
@@ -227,9 +265,11 @@ def main(argv=None) -> int:
             f"{c['gflop_per_image']} GFLOP per image per step\n"
             f"  baseline (ImageFolder + .item() per step): {c['baseline_images_per_s']:8.2f} images/s "
             f"({c['baseline_gflops']} GFLOP/s)\n"
-            f"  project  (torch_gan.train)               : {c['images_per_s']:8.2f} images/s "
+            f"  project  (torch_gan.train, defaults)     : {c['images_per_s']:8.2f} images/s "
             f"({c['gflops']} GFLOP/s, {100 * c['fraction_of_peak']:.0f}% of peak)\n"
-            f"  ratio {c['ratio']}x (goal 1.5x at 128 px); epoch seconds {c['epoch_seconds']}\n"
+            f"  ratio {c['ratio']}x (goal 1.5x at 128 px); every loop vs the baseline: {c['ratios']}\n"
+            f"  largest loss difference from the defaults after the last epoch: {c['max_loss_diff']}\n"
+            f"  epoch seconds {c['epoch_seconds']}\n"
             f"  the baseline's decode-every-epoch data path alone: {c['baseline_data_seconds_per_epoch']} s per "
             f"epoch ({100 * c['baseline_data_fraction']:.0f}% of its epoch); the rest is arithmetic both loops share"
         )

@@ -7,7 +7,7 @@ same seed: the predictions on the validation images must agree (asserted). The c
 ratio is the number of epochs (20x): the forward pass dominates both.
 The VGG16 here has random weights (no download needed): weights do not change the timing.
 
-    python benchmarks/vgg16_last_layer.py [--quick]
+    python -m benchmarks.vgg16_last_layer [--quick]
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import time
 import warnings
 
 import numpy as np
-from _timing import result
+
+from benchmarks._timing import result
 
 EPOCHS = 20  # the paper's setting
 

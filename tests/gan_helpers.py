@@ -5,6 +5,7 @@ helper takes the module (``gan``) first. Small for testing: 16-32 px images, wid
 """
 
 import numpy as np
+import pandas as pd
 import pytest
 
 TINY = dict(image_size=16, width=0.125)  # small for testing: a few thousand parameters
@@ -29,6 +30,19 @@ def random_data(n: int, size: int = 16, channels: int = 1, seed: int = 0):
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, size=(n, size, size, channels), dtype=np.uint8)
     return images, np.arange(n) % 2
+
+
+def check_two_epoch_history(history, out_dir) -> None:
+    """A 2-epoch training with a checkpoint every epoch: its history, history.csv and both checkpoint folders."""
+    from covidgan_utils import gan_loop
+
+    losses = ["d_loss", "g_loss", "d_real", "d_fake", "g_test_loss"]
+    assert list(history["epoch"]) == [1, 2]
+    assert list(history.columns) == ["epoch", *losses, "seconds"]
+    assert np.isfinite(history[losses].to_numpy()).all()
+    on_disk = pd.read_csv(out_dir / "history.csv")
+    assert len(on_disk) == 2 and np.allclose(on_disk[losses].to_numpy(), history[losses].to_numpy())
+    assert [p.name for p in gan_loop.checkpoint_folders(out_dir)] == ["epoch_0002", "epoch_0001"]
 
 
 def check_loaded_generator_samples(gan, loaded, generator, epoch: int, shape: tuple) -> None:

@@ -1,7 +1,6 @@
 """Unit tests of covidgan_utils.torch_gan on tiny configs (small for testing: 16-32 px, width 1/8)."""
 
 import numpy as np
-import pandas as pd
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -11,11 +10,12 @@ from gan_helpers import (  # noqa: E402
     check_generate_takes_noise_and_labels,
     check_labels_condition_the_output,
     check_loaded_generator_samples,
+    check_two_epoch_history,
     one_torch_thread,  # noqa: F401 - autouse: tiny models on one thread
 )
 from gan_helpers import random_data as _data  # noqa: E402
 
-from covidgan_utils import files, gan_loop, torch_models  # noqa: E402
+from covidgan_utils import files, torch_models  # noqa: E402
 from covidgan_utils import torch_gan as gan  # noqa: E402
 
 
@@ -82,12 +82,7 @@ def test_train_writes_artifacts(tmp_path):
         progress=False,
         samples_per_class=3,
     )
-    assert list(history["epoch"]) == [1, 2]
-    assert list(history.columns) == ["epoch", "d_loss", "g_loss", "d_real", "d_fake", "g_test_loss", "seconds"]
-    assert np.isfinite(history[["d_loss", "g_loss", "d_real", "d_fake", "g_test_loss"]].to_numpy()).all()
-    on_disk = pd.read_csv(tmp_path / "history.csv")
-    assert len(on_disk) == 2 and np.allclose(on_disk["g_loss"], history["g_loss"])
-    assert [p.name for p in gan_loop.checkpoint_folders(tmp_path)] == ["epoch_0002", "epoch_0001"]
+    check_two_epoch_history(history, tmp_path)
     assert sorted(p.name for p in (tmp_path / "checkpoints" / "epoch_0002").iterdir()) == ["state.json", "weights.pt"]
     samples = files.load_samples(tmp_path)
     assert sorted(samples) == [0, 1, 2]  # epoch 0 = before training
