@@ -164,7 +164,7 @@ def test_domain_extractor_features():
     assert (fidelity.domain_predict(ex, x) == y).all()
 
 
-def test_evaluate_run_writes_the_contract(tmp_path):
+def _hand_made_run(root):
     """A whole run made by hand: data cache + manifest, one framework's synthetic PNGs, sample grids."""
     import pandas as pd
     from PIL import Image
@@ -173,7 +173,7 @@ def test_evaluate_run_writes_the_contract(tmp_path):
     from covidgan_utils.files import write_json, write_npz
 
     rng = np.random.default_rng(10)
-    cfg = config.resolve(profile="smoke", run_dir=str(tmp_path / "run"))
+    cfg = config.resolve(profile="smoke", run_dir=str(root / "run"))
     size = cfg.image_size
     rows, images = [], []
     for split, n in (("train", 12), ("val", 8)):
@@ -210,7 +210,11 @@ def test_evaluate_run_writes_the_contract(tmp_path):
             labels=np.repeat([0, 1], 4),
             epoch=epoch,
         )
+    return cfg
 
+
+def test_evaluate_run_writes_the_contract(tmp_path):
+    cfg = _hand_made_run(tmp_path)
     out = fidelity.evaluate_run(cfg, progress=False)
     saved = json.loads(cfg.path("evaluation", "metrics.json").read_text())
     assert saved == out
@@ -238,6 +242,47 @@ def test_evaluate_run_writes_the_contract(tmp_path):
     assert list(table.columns) == ["held-out real", "torch"]
     assert table.loc["recall (fixed-v1)", "held-out real"] == pytest.approx(ref["recall"])
     assert table.loc["KID (fixed-v1)", "torch"] == pytest.approx(fixed["kid"])
+    from covidgan_utils import provenance
+
+    assert provenance.read(cfg.path("evaluation"))["made_by"] == "06_evaluating_synthetic_data"
+    provenance.check(cfg.path("evaluation"), cfg, "06_evaluating_synthetic_data")
+
+
+def test_stages_run_once_and_evaluate_run_reuses_them(tmp_path):
+    """Notebook 06's step-by-step path: each stage computed once, and metrics.json built from those results."""
+    cfg = _hand_made_run(tmp_path)
+    p = fidelity.prepare(cfg, progress=False)
+    shown = {
+        "sets": fidelity.set_distances(p),
+        "class": fidelity.class_probes(p),
+        "memorization": fidelity.memorization_checks(p),
+        "shortcuts": fidelity.shortcut_probes(p),
+    }
+    assert fidelity.set_distances(p) is shown["sets"]  # kept, not recomputed
+    out = fidelity.evaluate_run(cfg, prepared=p, write=False)
+    assert out["torch"]["kid"] == pytest.approx(shown["sets"]["torch"]["kid"])
+    assert out["reference"]["kid"] == pytest.approx(shown["sets"]["reference"]["kid"])
+    assert out["torch"]["tstr_accuracy"] == pytest.approx(shown["class"]["torch"]["tstr"]["accuracy"])
+    assert out["reference"]["trtr_accuracy"] == pytest.approx(shown["class"]["reference"]["tstr"]["accuracy"])
+    assert out["torch"]["memorization"]["verdict"] == shown["memorization"]["torch"]["verdict"]
+    assert out["torch"]["shortcuts"]["real_vs_generated_auc"] == pytest.approx(
+        shown["shortcuts"]["torch"]["lowres"]["real_vs_generated_auc"]
+    )
+
+
+@pytest.mark.slow
+def test_notebook_06_writes_what_evaluate_run_writes(tmp_path):
+    """Notebook 06 executed (papermill) and the one-call wrapper on the same run: the same metrics.json, stamped."""
+    from helpers import assert_same_json, run_notebook
+
+    from covidgan_utils import provenance
+
+    cfg = _hand_made_run(tmp_path)
+    run_notebook("06", tmp_path, profile="smoke", run_dir=str(cfg.run_dir))
+    by_notebook = json.loads(cfg.path("evaluation", "metrics.json").read_text())
+    assert provenance.read(cfg.path("evaluation"))["made_by"] == "06_evaluating_synthetic_data"
+    by_wrapper = fidelity.evaluate_run(cfg, progress=False, write=False)
+    assert_same_json(by_wrapper, by_notebook)
 
 
 def test_frechet_with_more_dimensions_than_images_matches_sqrtm():

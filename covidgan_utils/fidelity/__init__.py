@@ -6,7 +6,9 @@ One module per job:
 - ``distances``: Fréchet distance, KID, precision/recall/density/coverage, diversity;
 - ``probes``: GAN-test, train-on-synthetic-test-on-real, brightness and thumbnail shortcut probes;
 - ``memorization``: nearest-training-image distances against held-out real ones;
-- ``evaluate`` and ``report``: a whole run -> RUN/evaluation/metrics.json, its reading and summary table.
+- ``evaluate`` and ``report``: a whole run -> RUN/evaluation/metrics.json, its reading and summary table;
+  the stages (``set_distances``, ``fixed_comparison``, ``class_probes``, ``memorization_checks``,
+  ``shortcut_probes``, ``diversity_curves``) are what notebook 06 calls one by one and ``evaluate_run`` in one go.
 
 Learned feature spaces (``feature_extractor``):
 - ``"domain"`` (the default when no weights file is given; works offline): a small classifier (an MLP
@@ -39,12 +41,19 @@ from .distances import (
 )
 from .evaluate import (
     NOTEBOOK_04,
+    NOTEBOOK_06,
     Prepared,
+    class_probes,
+    diversity_curves,
     diversity_over_epochs,
     evaluate_framework,
     evaluate_run,
+    fixed_comparison,
+    memorization_checks,
     prepare,
     reference_metrics,
+    set_distances,
+    shortcut_probes,
 )
 from .features import (
     DOMAIN_SIZE,
@@ -107,6 +116,7 @@ __all__ = [
     "INCEPTION_URL",
     "MANN_WHITNEY",
     "NOTEBOOK_04",
+    "NOTEBOOK_06",
     "SET_KEYS",
     "WELCH",
     "FeatureExtractor",
@@ -114,14 +124,17 @@ __all__ = [
     "brightness_gap",
     "build_extractor",
     "choose_extractor",
+    "class_probes",
     "closest_pairs",
     "diversity",
+    "diversity_curves",
     "diversity_over_epochs",
     "domain_extractor",
     "domain_predict",
     "evaluate_framework",
     "evaluate_run",
     "fit_predict",
+    "fixed_comparison",
     "fixed_features",
     "fixed_space",
     "frechet_distance",
@@ -133,6 +146,7 @@ __all__ = [
     "lowres_probe",
     "majority_rate",
     "memorization",
+    "memorization_checks",
     "memorization_verdict",
     "mmd2",
     "nearest",
@@ -150,7 +164,9 @@ __all__ = [
     "real_vs_real",
     "reference_metrics",
     "scores",
+    "set_distances",
     "set_metrics",
+    "shortcut_probes",
     "size_dependence",
     "summary_table",
     "tstr",
