@@ -90,12 +90,51 @@ def check_images(images, image_size: int | None = None, min_range: int = MIN_RAN
     return arr
 
 
-def _sample(framework: str, generator, labels: np.ndarray, seed: int) -> np.ndarray:
+def gan_module(framework: str):
+    """The framework's GAN module (``torch_gan`` or ``tf_gan``, same function names): the one place it is chosen."""
+    _check_framework(framework)
     if framework == "torch":
         from . import torch_gan as gan
     else:
         from . import tf_gan as gan
-    return gan.sample(generator, labels, seed=seed)
+    return gan
+
+
+def _sample(framework: str, generator, labels: np.ndarray, seed: int) -> np.ndarray:
+    return gan_module(framework).sample(generator, labels, seed=seed)
+
+
+def load_generators(cfg, frameworks=FRAMEWORKS, progress: bool = True) -> tuple[dict, dict]:
+    """The newest trained generator of each framework: ({fw: generator}, {fw: why it is missing}).
+
+    A framework without a checkpoint is left out (notebook 05 skips its conditions); none at all stops here,
+    naming the notebooks to run.
+    """
+    generators, missing = {}, {}
+    for fw in frameworks:
+        try:
+            generators[fw] = gan_module(fw).load_generator(cfg.path(GAN_FOLDERS[fw]))
+            line = f"generator from epoch {generators[fw].epoch} of {GAN_NOTEBOOKS[fw]}"
+        except FileNotFoundError:
+            missing[fw] = f"no trained generator: run {GAN_NOTEBOOKS[fw]} first"
+            line = f"MISSING, {missing[fw]}"
+        if progress:
+            print(f"{fw:5s}: {line}")
+    if not generators:
+        raise FileNotFoundError(
+            f"No trained generator in {rel(cfg.run_dir)}: run notebooks {Path(GAN_NOTEBOOKS['torch']).stem} and/or "
+            f"{Path(GAN_NOTEBOOKS['tf']).stem} first (same profile and run_dir)."
+        )
+    return generators, missing
+
+
+def train_plan(cfg) -> tuple[dict, dict]:
+    """(real training images per class, images to generate per class to reach ``cfg.target_per_class``)."""
+    from .data import read_manifest
+
+    manifest = read_manifest(cfg)
+    counts = manifest.loc[manifest["split"] == "train", "label"].value_counts().to_dict()
+    return counts, plan(counts, cfg.target_per_class)
 
 
 def chunk_seed(seed: int, class_index: int, chunk: int) -> int:
@@ -204,6 +243,35 @@ def generate(
     if progress:
         print(f"wrote {len(manifest)} images to {_shown(out_dir)} ({', '.join(f'{v} {k}' for k, v in plan.items())})")
     return manifest
+
+
+def generate_run(
+    cfg, framework: str, generator, plan: dict, *, overwrite: bool = False, progress: bool = True, **kwargs
+):
+    """:func:`generate` into RUN/synthetic/<framework> with the run's ``synthesis_seed`` and ``image_size``."""
+    out_dir = framework_dir(cfg.run_dir, framework)
+    return generate(
+        framework,
+        generator,
+        plan,
+        out_dir,
+        seed=cfg.synthesis_seed,
+        progress=progress,
+        image_size=cfg.image_size,
+        overwrite=overwrite,
+        **kwargs,
+    )
+
+
+def synthesize(cfg, *, overwrite: bool = False, progress: bool = True) -> dict:
+    """Notebook 04 in one call: every trained generator tops the classes up to the target; {framework: manifest}.
+
+    The same stages as the notebook (:func:`train_plan`, :func:`load_generators`, :func:`generate_run`); each
+    RUN/synthetic/<framework> folder is stamped with the split it was made from (``provenance``).
+    """
+    _, todo = train_plan(cfg)
+    generators, _ = load_generators(cfg, progress=progress)
+    return {fw: generate_run(cfg, fw, g, todo, overwrite=overwrite, progress=progress) for fw, g in generators.items()}
 
 
 def load_synthetic(run_dir, framework: str, image_size: int | None = None, channels: int = 1):

@@ -147,3 +147,77 @@ def test_nearly_flat_images_are_written_but_announced(tmp_path):
     assert synthesis._read_settings(synthesis.framework_dir(tmp_path, "torch"))["nearly_flat_images"] == 2
     with pytest.raises(synthesis.SyntheticImageError, match="blank/constant"):
         synthesis.check_images(flat_gray(None, [0], 0), min_range=2)
+
+
+def _run_with_a_trained_generator(root):
+    """A smoke run: a split of small toy X-rays and a PyTorch generator trained for one epoch (small for testing)."""
+    torch = pytest.importorskip("torch")
+    from covidgan_utils import config, data, provenance
+    from covidgan_utils import torch_gan as gan
+
+    data_dir = root / "data"
+    rng = np.random.default_rng(0)
+    for name, n in (("COVID", 26), ("Normal", 36)):  # the smoke profile's split: 18 + 8 COVID, 26 + 10 Normal
+        (data_dir / name).mkdir(parents=True)
+        for i in range(n):
+            img = rng.integers(0, 120, (SIZE, SIZE), dtype=np.uint8)
+            img[4 + 8 * (name == "COVID") : 12 + 8 * (name == "COVID"), 4:12] = 250
+            Image.fromarray(img).save(data_dir / name / f"{name}-{i}.png")
+    cfg = config.resolve(
+        profile="smoke",
+        data_dir=str(data_dir),
+        run_dir=str(root / "run"),
+    )
+    data.prepare(cfg, progress=False)
+    images, labels = data.load_split(cfg, "train")
+    torch.manual_seed(0)
+    generator = gan.build_generator(image_size=cfg.image_size, width=cfg.torch_width)
+    discriminator = gan.build_discriminator(image_size=cfg.image_size, width=cfg.torch_width)
+    provenance.stamp(cfg.path("torch_gan"), cfg, "02_pytorch_cgan")
+    gan.train(
+        generator, discriminator, images, labels, epochs=1, batch_size=11, out_dir=cfg.path("torch_gan"), progress=False
+    )
+    return cfg
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:.*nearly flat")  # one epoch of training: flat images, the same in both paths
+def test_notebook_04_writes_what_synthesize_writes(tmp_path):
+    """Notebook 04 executed (papermill) and the one-call wrapper on copies of one run: the same images and manifest,
+    each folder stamped with its split."""
+    import shutil
+
+    from helpers import run_notebook
+
+    from covidgan_utils import config, provenance
+
+    cfg = _run_with_a_trained_generator(tmp_path)
+    copy = tmp_path / "copy"
+    shutil.copytree(cfg.run_dir, copy)
+    run_notebook("04", tmp_path, profile="smoke", data_dir=str(cfg.data_dir), run_dir=str(cfg.run_dir))
+    other = config.resolve(profile="smoke", data_dir=str(cfg.data_dir), run_dir=str(copy))
+    made = synthesis.synthesize(other, progress=False)
+    assert set(made) == {"torch"}
+    by_notebook, by_wrapper = synthesis.framework_dir(cfg.run_dir, "torch"), synthesis.framework_dir(copy, "torch")
+    manifest = pd.read_csv(by_notebook / "manifest.csv")
+    pd.testing.assert_frame_equal(manifest, pd.read_csv(by_wrapper / "manifest.csv"))
+    assert manifest["label"].value_counts().to_dict() == synthesis.train_plan(cfg)[1]
+    assert synthesis._read_settings(by_notebook) == synthesis._read_settings(by_wrapper)
+    for folder, run in ((by_notebook, cfg), (by_wrapper, other)):
+        assert provenance.read(folder)["made_by"] == "04_synthetic_data"
+        provenance.check(folder, run, "04_synthetic_data")
+    a, _ = synthesis.load_synthetic(cfg.run_dir, "torch")
+    b, _ = synthesis.load_synthetic(copy, "torch")
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 1  # the same images (a rounding step apart at most)
+
+
+def test_no_trained_generator_stops_naming_the_notebooks(tmp_path, capsys):
+    from covidgan_utils import config
+
+    cfg = config.resolve(profile="smoke", run_dir=str(tmp_path / "run"))
+    with pytest.raises(FileNotFoundError, match="02_pytorch_cgan"):
+        synthesis.load_generators(cfg, frameworks=("torch",))
+    assert "torch: MISSING, no trained generator: run notebooks/02_pytorch_cgan.ipynb first" in capsys.readouterr().out
+    assert synthesis.gan_module("torch").__name__ == "covidgan_utils.torch_gan"
+    with pytest.raises(ValueError, match="framework"):
+        synthesis.gan_module("jax")
