@@ -168,6 +168,7 @@ def diversity_curves(p: Prepared) -> dict:
     """Stage 9: {"reference": diversity of the real training images (all, per class), fw: diversity_over_epochs}."""
     x_tr, y_tr = p.images["train"]
 
+    @one_thread
     def compute():
         ref = {"all": diversity(x_tr)}
         ref.update(
