@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import predictions_frame as frame
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 from statsmodels.stats.contingency_tables import mcnemar
@@ -15,27 +16,6 @@ from test_transfer import one_thread  # noqa: F401 (autouse: one thread for tiny
 
 from covidgan_utils import config, data, evaluation, transfer
 from covidgan_utils import statistics as st
-
-
-def frame(conditions: dict, y, seeds=(0, 1), prefix="v"):
-    """Predictions rows for {condition: prob (n,) or (seeds, n)}."""
-    rows = []
-    for name, prob in conditions.items():
-        prob = np.broadcast_to(np.asarray(prob, dtype=float), (len(seeds), len(y)))
-        for s, p in zip(seeds, prob):
-            rows.append(
-                pd.DataFrame(
-                    {
-                        "condition": name,
-                        "seed": s,
-                        "path": [f"{prefix}{i}" for i in range(len(y))],
-                        "label": y,
-                        "prob_covid": p,
-                        "pred": (p >= 0.5).astype(int),
-                    }
-                )
-            )
-    return pd.concat(rows, ignore_index=True)
 
 
 def heads(y, separation, n_seeds, noise, seed):
