@@ -129,10 +129,18 @@ def test_imagenet_weights_are_fetched_into_the_cache_and_checked(file_server, tm
 
 def test_auto_falls_back_to_random_loudly_within_the_timeout(silent_server, tmp_path, monkeypatch, capsys):
     transfer, cache = _vgg16_source(monkeypatch, tmp_path, f"{silent_server}/vgg16.pth")
-    monkeypatch.setattr(transfer, "download", lambda *a, **k: download.download(*a, **{**k, "read_timeout": 1.0}))
-    start = time.monotonic()
+    waited = []
+
+    def attempt(*a, **k):  # the download alone is timed: building the random network is CPU work, not waiting
+        start = time.monotonic()
+        try:
+            return download.download(*a, **{**k, "read_timeout": 1.0})
+        finally:
+            waited.append(time.monotonic() - start)
+
+    monkeypatch.setattr(transfer, "download", attempt)
     model, info = transfer.build_vgg16("auto", verbose=True)
-    assert time.monotonic() - start < 15
+    assert len(waited) == 1 and waited[0] < 15  # a server that never answers costs about the read timeout, not forever
     assert info["used"] == "random" and "no answer within the timeout" in info["note"]
     banner = capsys.readouterr().out
     assert "RANDOM weights" in banner and "not transfer learning" in banner
@@ -140,6 +148,6 @@ def test_auto_falls_back_to_random_loudly_within_the_timeout(silent_server, tmp_
     with pytest.raises(RuntimeError, match="no answer within the timeout"):
         transfer.build_vgg16("imagenet", verbose=False)  # the paper's setting requires the weights
     monkeypatch.setenv(download.ENV_OFFLINE, "1")
-    start = time.monotonic()
+    waited.clear()
     _, info = transfer.build_vgg16("auto", verbose=True)
-    assert time.monotonic() - start < 5 and "COVIDGAN_OFFLINE" in info["note"]
+    assert "COVIDGAN_OFFLINE" in info["note"] and all(w < 1 for w in waited)  # offline: no waiting on the network
