@@ -219,3 +219,68 @@ def test_an_acquisition_shift_draws_the_same_people_as_another_scanner(tmp_path)
     assert json.loads((out / phantoms.MANIFEST).read_text())["shift"] == phantoms.EXTERNAL_SHIFT
     with pytest.raises(FileExistsError):  # the unshifted set is another dataset
         phantoms.generate_dataset(out, {"COVID": 2, "Normal": 2}, 32, seed=1, progress=False)
+
+
+def test_the_default_drawing_is_bitwise_unchanged():
+    """The sites (a study) sit on top of the drawing: the default phantoms keep every bit (digest of version 3)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in ("COVID", "Normal"):
+        for i in range(6):
+            for size in (32, 64, 128):
+                rng = np.random.default_rng(phantoms._image_seed(0, name, i))
+                h.update(phantoms.make_phantom(rng, size, covid=name == "COVID").tobytes())
+    rng = np.random.default_rng(phantoms._image_seed(1000, "COVID", 3))
+    h.update(phantoms.make_phantom(rng, 64, True, shift=phantoms.EXTERNAL_SHIFT).tobytes())
+    assert h.hexdigest() == "7923eafd26f9572dd3be728b4e77d0a4322bc17004c57f86646cefdeeafe059e"
+
+
+def test_a_site_draws_the_same_people_with_its_marker_at_its_rates():
+    plain = phantoms.draw_set({"COVID": 60, "Normal": 60}, 32, 0)
+    home = phantoms.draw_set({"COVID": 60, "Normal": 60}, 32, 0, site="shortcut")
+    assert np.array_equal(home["unmarked"], plain["images"])  # the same people, the letter on top
+    assert np.array_equal(home["images"][~home["marker"]], plain["images"][~home["marker"]])
+    rate = {k: home["marker"][home["labels"] == k].mean() for k in (0, 1)}
+    assert rate[1] > 0.6 and rate[0] < 0.3  # COVID 0.8, Normal 0.1 (60 images each)
+    bright = phantoms.draw_set({"COVID": 4, "Normal": 4}, 32, 0, site="shortcut-bright")
+    covid = bright["labels"] == 1
+    first = {k: plain["images"][plain["labels"] == k][:4] for k in (0, 1)}  # the first 4 of each class
+    assert (bright["unmarked"][covid].astype(int) - first[1].astype(int)).mean() > 5
+    assert np.array_equal(bright["unmarked"][~covid], first[0])  # normal images: no offset
+
+
+@pytest.mark.parametrize("size", [32, 64])
+def test_the_marker_detector_finds_every_drawn_marker_and_nothing_else(size):
+    for site, seed in (("shortcut", 0), ("clean", 3), ("external", 1000)):
+        s = phantoms.draw_set({"COVID": 40, "Normal": 40}, size, seed, site=site)
+        assert np.array_equal(phantoms.detect_marker(s["images"]), s["marker"]), site
+        assert not phantoms.detect_marker(s["unmarked"]).any()
+        assert phantoms.detect_marker(phantoms.stamp_marker(s["unmarked"][..., None])).all()  # (N, H, W, 1) too
+    rates = phantoms.marker_rates(s["images"], s["labels"])
+    assert rates["n"] == {"Normal": 40, "COVID": 40}
+    assert rates["rate"]["COVID"] == pytest.approx(s["marker"][s["labels"] == 1].mean())
+
+
+def test_a_site_dataset_on_disk_is_the_drawing_in_memory(tmp_path):
+    out = phantoms.generate_dataset(tmp_path / "home", TINY, size=32, seed=2, progress=False, site="shortcut")
+    record = json.loads((out / phantoms.MANIFEST).read_text())
+    assert record["site"]["name"] == "shortcut" and record["site"]["marker"]["COVID"] == 0.8
+    drawn = phantoms.draw_set(TINY, 32, 2, site="shortcut")
+    k = 0
+    for c in CLASSES:
+        for i in range(TINY[c]):
+            with Image.open(out / c / f"{c}-{i + 1}.png") as im:
+                assert np.array_equal(np.asarray(im), drawn["images"][k])
+            k += 1
+    with pytest.raises(FileExistsError):  # the site-less dataset is another dataset
+        phantoms.generate_dataset(out, TINY, size=32, seed=2, progress=False)
+    ext = phantoms.generate_dataset(tmp_path / "ext", TINY, size=32, seed=2, progress=False, site="external")
+    assert json.loads((ext / phantoms.MANIFEST).read_text())["shift"] == phantoms.EXTERNAL_SHIFT
+    with pytest.raises(ValueError, match="once"):
+        phantoms.generate_dataset(tmp_path / "x", TINY, 32, progress=False, site="external", shift={"blur": 2.0})
+    with pytest.raises(ValueError, match="Unknown site"):
+        phantoms.generate_dataset(tmp_path / "x", TINY, 32, progress=False, site="hospital")
+    with pytest.raises(ValueError, match="marker"):
+        phantoms.check_site({"marker": {"COVID": 1.5}})
+    assert not (tmp_path / "x").exists()
