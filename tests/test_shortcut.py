@@ -1,0 +1,84 @@
+"""Study 1 (a planted shortcut across hospitals): its pieces on tiny sets (small for testing)."""
+
+import numpy as np
+import pytest
+
+from covidgan_utils import phantoms, shortcut, transfer
+
+pytestmark = pytest.mark.filterwarnings("ignore:VGG16 has RANDOM weights")
+
+
+def _rates(covid, normal):
+    return {"rate": {"COVID": covid, "Normal": normal}}
+
+
+def test_the_gan_reading_compares_the_class_gap_of_the_letter():
+    real = _rates(0.8, 0.1)
+    assert shortcut.gan_reading(real, _rates(0.8, 0.1)).startswith("copied")
+    assert shortcut.gan_reading(real, _rates(1.0, 0.0)).startswith("exaggerated")
+    assert shortcut.gan_reading(real, _rates(0.4, 0.1)).startswith("weakened")
+    assert shortcut.gan_reading(real, _rates(0.1, 0.1)).startswith("dropped")
+    assert shortcut.gan_reading(real, _rates(0.0, 0.0)).startswith("dropped (no generated")
+    assert shortcut.gan_reading(_rates(0.1, 0.1), _rates(0.12, 0.1)) == "no class link to copy"
+
+
+def test_settings_and_arms():
+    s = shortcut.settings("smoke", gan_epochs=2)
+    assert s["gan_epochs"] == 2 and s["scale"] == "smoke"
+    with pytest.raises(ValueError, match="Unknown study settings"):
+        shortcut.settings("smoke", epochs=3)
+    with pytest.raises(ValueError, match="Unknown scale"):
+        shortcut.settings("huge")
+    sets = shortcut.draw_arm("shortcut", s)
+    assert len(sets["train"]["labels"]) == sum(s["train"].values())
+    # validation holds other people than training (later images of the same seed), external another seed
+    assert not any((v == t).all() for v in sets["val"]["unmarked"][:3] for t in sets["train"]["unmarked"])
+    ext = sets["external"]["marker"]
+    assert ext.mean() < 0.5  # the external letter is rare in both classes
+    clean = shortcut.draw_arm("clean", s)
+    assert np.array_equal(clean["train"]["unmarked"], sets["train"]["unmarked"])  # the same people in both arms
+
+
+def test_evaluate_arm_scores_home_external_and_the_flip_test():
+    s = shortcut.settings("smoke", frameworks=(), seeds=[0], vgg_epochs=1)
+    model, _ = transfer.build_vgg16(None, verbose=False)
+    sets = shortcut.draw_arm("shortcut", s)
+    out = shortcut.evaluate_arm(sets, {}, s, model)
+    assert set(out) == {"real", "real+copies", "real+classweight"}
+    for c in out.values():
+        assert c["home"]["n"] == sum(s["val"].values()) and c["external"]["n"] == sum(s["external"].values())
+        assert 0 <= c["flip"]["changed"] <= 1 and c["flip"]["n"] == sum(s["flip"].values())
+        assert c["flip"]["mean_shift"] == pytest.approx(c["flip"]["mean_prob_on"] - c["flip"]["mean_prob_off"], abs=1e-6)
+        low, high = c["home"]["accuracy_ci"]
+        assert low <= c["home"]["accuracy"] <= high
+
+
+def _fake_results(changed_shortcut, changed_clean, drop_shortcut):
+    def cond(home, ext, changed):
+        return {"home": {"accuracy": home}, "external": {"accuracy": ext},
+                "flip": {"n": 20, "mean_shift": changed / 2, "changed": changed}}
+
+    return {
+        "settings": {"frameworks": [], "seeds": [0], "gan_epochs": 1},
+        "vgg16": "random",
+        "arms": {"shortcut": {"conditions": {"real": cond(0.9, 0.9 - drop_shortcut, changed_shortcut)}},
+                 "clean": {"conditions": {"real": cond(0.85, 0.8, changed_clean)}}},
+    }
+
+
+def test_the_reading_follows_the_numbers():
+    caught = shortcut.reading(_fake_results(0.4, 0.02, 0.3))
+    assert "costs external accuracy beyond the scanner shift" in caught[0]
+    assert "follows the letter" in caught[1] and "hardly" not in caught[1]
+    assert any("random weights" in line for line in caught)
+    clean = shortcut.reading(_fake_results(0.02, 0.02, 0.05))
+    assert "no more than the scanner shift" in clean[0] and "hardly follows" in clean[1]
+
+
+def test_a_marker_on_generated_images_is_counted():
+    s = phantoms.draw_set({"COVID": 10, "Normal": 10}, 32, 0)
+    fake = s["images"].copy()
+    fake[s["labels"] == 1] = phantoms.stamp_marker(fake[s["labels"] == 1])
+    rates = phantoms.marker_rates(fake, s["labels"])
+    assert rates["rate"] == {"Normal": 0.0, "COVID": 1.0}
+    assert shortcut.gan_reading(_rates(0.8, 0.1), rates).startswith("exaggerated")
