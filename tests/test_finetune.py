@@ -1,0 +1,67 @@
+"""Study 2 (trainable_blocks): training on the cache is the plain computation; fc6 folds exactly (small for testing)."""
+
+import numpy as np
+import pytest
+import torch
+
+from covidgan_utils import finetune, transfer
+
+SIZE = 32  # the smallest input VGG16 takes: small for testing
+pytestmark = pytest.mark.filterwarnings("ignore:VGG16 has RANDOM weights")
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return transfer.build_vgg16(None, seed=0, verbose=False)[0]
+
+
+def _images(n=12, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n, SIZE, SIZE, 1), dtype=np.uint8)
+    y = np.arange(n) % 2
+    x[y == 1, 20:28, 20:28] = 250  # something to learn
+    return x, y
+
+
+def test_fc6_folds_exactly_through_the_adaptive_pool(model):
+    for h in (1, 2, 3):
+        x = torch.randn(4, 512, h, h)
+        plain = model.classifier[0](torch.flatten(model.avgpool(x), 1))
+        folded = finetune.fold_fc6(model.classifier[0], 512, h, h)(torch.flatten(x, 1))
+        assert torch.allclose(plain, folded, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("blocks", [0, 1, 2])
+def test_cached_training_is_the_plain_computation(model, blocks):
+    x, y = _images()
+    kwargs = dict(epochs=2, batch_size=4, seed=3)
+    cached = finetune.block_input(model, x, SIZE, blocks)
+    tail, losses = finetune.train_blocks(model, cached, y, blocks, **kwargs)
+    plain, plain_losses = finetune.train_blocks_plain(model, x, y, SIZE, blocks, fold=False, **kwargs)
+    assert np.allclose(losses, plain_losses, rtol=1e-3, atol=1e-5)
+    p_cached = finetune.predict(tail, cached)
+    p_plain = finetune.predict_plain(model, plain, x, SIZE, blocks)
+    assert p_cached.shape == (len(x),)
+    assert np.allclose(p_cached, p_plain, atol=5e-4)  # float rounding (the fold, the batch), through Adam steps
+    if blocks:  # the unfrozen block moved; the frozen network did not
+        before = model.features[finetune.cut_index(blocks)].weight
+        assert not torch.allclose(tail.blocks[0].weight, before)
+        assert not model.features[0].weight.requires_grad
+
+
+def test_zero_blocks_is_notebook_05s_last_layer(model):
+    x, y = _images()
+    feats = transfer.extract_features(model, x, SIZE, progress=False)
+    head, losses = transfer.train_head(feats, y, epochs=2, batch_size=4, seed=1)
+    tail, tail_losses = finetune.train_blocks(model, finetune.block_input(model, x, SIZE, 0), y, 0,
+                                              epochs=2, batch_size=4, seed=1)
+    assert np.allclose(losses, tail_losses, rtol=1e-4)
+    assert np.allclose(transfer.predict_proba(head, feats), finetune.predict(tail, feats), atol=1e-5)
+
+
+def test_block_counts_checked():
+    for bad in (-1, 3, 1.5, True):
+        with pytest.raises(ValueError, match="trainable_blocks"):
+            finetune.check_blocks(bad)
+    assert finetune.cut_index(1) == 24 and finetune.cut_index(2) == 17
