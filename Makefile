@@ -48,12 +48,17 @@ paper-smoke: setup
 	$(PY) -m covidgan_utils run --profile paper-smoke --run-dir runs/paper-smoke --overwrite \
 		-p vgg_weights $(if $(VGG16_FILE),$(VGG16_FILE),$$($(PY) -m covidgan_utils vgg16-file data/vgg16-random-init.pth))
 
-## studies: notebook 07 on the demo profile: two GAN-option runs (same epochs as the demo run), a size and a seed sweep (about 2 h on 2 CPU cores)
+## studies: notebook 07 on the demo profile: two GAN-option runs (same epochs as the demo run), a size and a seed sweep
+## (about 2 h on 2 CPU cores), study 1 (a planted shortcut: its own small GANs, SHORTCUT_SCALE=cpu|demo) and study 2
+## (unfreezing VGG16's last blocks on the demo run's images, no retraining)
+SHORTCUT_SCALE ?= cpu
 studies: demo
 	$(PY) -m covidgan_utils run --profile demo --run-dir runs/compare-diffaug --resume -p diffaugment color,translation,cutout
 	$(PY) -m covidgan_utils run --profile demo --run-dir runs/compare-acgan --resume -p variant acgan
 	$(PY) -m covidgan_utils sweep demo-train-size --grid train_fraction=0.25,0.5,1 --notebooks 01,03,04,05
 	$(PY) -m covidgan_utils sweep demo-seeds --grid seed=0,1,2 --notebooks 01,03,04,05
+	$(PY) -m covidgan_utils.shortcut --scale $(SHORTCUT_SCALE)
+	$(PY) -m covidgan_utils.finetune $(RUN_DIR) --blocks 0,1,2 --seeds 0 --epochs 3
 	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --resume --notebooks 07
 
 ## notebooks: rerun the demo from scratch with its defaults, then commit-ready notebooks (outputs of that run), figures/

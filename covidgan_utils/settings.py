@@ -256,6 +256,12 @@ _SETTINGS = [
     Setting("sweep_name", None, "text", "notebook 07: the sweep's folder name", optional=True, in_run=False),
     Setting("sweep_grid", None, "dict", "notebook 07: name -> list of values", optional=True, in_run=False),
     Setting("sweep_notebooks", None, "text", "notebook 07: notebooks each sweep point runs", optional=True, in_run=False),
+    Setting("trainable_blocks", None, "int", "study 2: VGG16 convolution blocks trained besides the last layer "
+            "(0 = the report; notebook 07 compares 0 up to this)", low=0, high=2, optional=True, in_run=False),
+    Setting("finetune_run", None, "text", "notebook 07, study 2: a finished run whose images it uses", optional=True,
+            in_run=False),
+    Setting("shortcut_scale", None, "choice", "notebook 07, study 1: the shortcut study's size",
+            choices=("smoke", "cpu", "demo"), optional=True, in_run=False),
 ]
 SETTINGS: dict[str, Setting] = {s.name: s for s in _SETTINGS}
 
