@@ -192,17 +192,18 @@ def predict_plain(model, tail, images, image_size: int, trainable_blocks: int, b
 CONDITIONS = ("real", "real+torch", "real+tf", "real+copies", "real+classweight")
 
 
-def _training_set(datasets: dict, cond: str, target_per_class: int, seed: int):
-    """(images, labels, class weight or None) of a condition, as notebook 05 builds it."""
+def _training_set(cache: dict, labels: dict, cond: str, target_per_class: int, seed: int):
+    """(cached inputs, labels, class weight or None) of a condition, as notebook 05 builds it, from each image
+    set's cache (real, torch, tf: computed once per trainable_blocks)."""
     from . import transfer
 
     if cond == "real+copies":
-        x, y = datasets["real"]
+        x, y = cache["real"], labels["real"]
         extra = transfer.topup_indices(y, target_per_class, seed)
         return np.concatenate([x, x[extra]]), np.concatenate([y, y[extra]]), None
     srcs = transfer.condition_sources(cond)
-    x = np.concatenate([datasets[s][0] for s in srcs])
-    y = np.concatenate([datasets[s][1] for s in srcs])
+    x = np.concatenate([cache[src] for src in srcs])
+    y = np.concatenate([labels[src] for src in srcs])
     return x, y, (transfer.balanced_class_weight(y) if cond == "real+classweight" else None)
 
 
@@ -231,20 +232,17 @@ def run(run_dir, out_dir=None, *, blocks=(0, 1, 2), conditions=CONDITIONS, seeds
     rows, seconds = [], {}
     for k in s["blocks"]:
         start = time.perf_counter()
-        cache = {}
+        names = [n for n in ("real", "torch", "tf", "val") if n in datasets]
+        cache = {n: block_input(model, datasets[n][0], cfg.vgg_image_size, k) for n in names}
+        labels = {n: datasets[n][1] for n in names}
         for cond in conditions:
             missing = [src for src in transfer.condition_sources(cond) if src not in datasets]
             if missing:
                 continue
             for seed in s["seeds"]:
-                x, y, weight = _training_set(datasets, cond, cfg.target_per_class, seed)
-                key = {"real+classweight": "real", "real+copies": f"{cond}:{seed}"}.get(cond, cond)
-                if key not in cache:
-                    cache[key] = block_input(model, x, cfg.vgg_image_size, k)
+                x, y, weight = _training_set(cache, labels, cond, cfg.target_per_class, seed)
                 t = time.perf_counter()
-                tail, losses = train_blocks(model, cache[key], y, k, epochs=epochs, seed=seed, class_weight=weight)
-                if "val" not in cache:
-                    cache["val"] = block_input(model, val_x, cfg.vgg_image_size, k)
+                tail, losses = train_blocks(model, x, y, k, epochs=epochs, seed=seed, class_weight=weight)
                 prob = predict(tail, cache["val"])
                 pred = (prob >= 0.5).astype(int)
                 sens, spec = pred[val_y == 1].mean(), 1 - pred[val_y == 0].mean()

@@ -65,3 +65,25 @@ def test_block_counts_checked():
         with pytest.raises(ValueError, match="trainable_blocks"):
             finetune.check_blocks(bad)
     assert finetune.cut_index(1) == 24 and finetune.cut_index(2) == 17
+
+
+def test_the_comparison_notebook_05_shows_when_the_run_holds_it(tmp_path):
+    from covidgan_utils.files import write_json
+
+    assert finetune.comparison(tmp_path) is None
+    rows = [{"trainable_blocks": k, "condition": c, "seed": 0, "accuracy": acc, "balanced_accuracy": acc,
+             "roc_auc": auc, "train_seconds": 1.0}
+            for k in (0, 1)
+            for c, acc, auc in (("real", 0.8, 0.85), ("real+torch", 0.82, 0.86 + 0.05 * k),
+                                ("real+copies", 0.81, 0.85), ("real+classweight", 0.8, 0.84))]
+    results = {"settings": {"seeds": [0], "epochs": 2}, "rows": rows, "seconds": {"0": 60.0, "1": 600.0},
+               "n_val": 192, "torch_threads": 2, "vgg16": "random"}
+    results["reading"] = finetune.reading(results)
+    write_json(tmp_path / "studies" / "finetune" / "results.json", results)
+    table, gains, reading = finetune.comparison(tmp_path)
+    assert len(table) == 8 and set(gains["condition"]) == {"real+torch"}
+    by = gains.set_index("trainable_blocks")
+    assert by.loc[1, "AUC gain vs best control"] == pytest.approx(0.06)  # 0.91 vs real+copies' 0.85
+    assert by.loc[0, "best control"] == "real+copies"
+    assert any("random weights" in line for line in reading) and any("10.0 min" in line for line in reading)
+    assert "too few" in reading[2]  # one seed: no verdict
