@@ -1,7 +1,8 @@
 """Fast checks of the benchmark scripts (small for testing): the harness's JSON rows, the profiler, the GPU dry run.
 
-The harness runs as users run it (``python benchmarks/run.py`` from the repository root); the investigations
-are imported as ``benchmarks.investigations.*`` (pytest puts the repository root on the path: conftest.py).
+The harness runs as users run it from the repository root (``python benchmarks/run.py`` or
+``python -m benchmarks.run``); the investigations are imported as ``benchmarks.investigations.*`` (pytest puts
+the repository root on the path: conftest.py).
 """
 
 import json
@@ -19,14 +20,16 @@ BENCH = ROOT / "benchmarks"
 ROW_KEYS = {"name", "value", "unit", "baseline", "ratio", "target"}
 
 
-def _harness(*args):
-    return subprocess.run([sys.executable, "benchmarks/run.py", *args], capture_output=True, text=True, cwd=ROOT)
+def _harness(*args, as_module: bool = False):
+    command = ["-m", "benchmarks.run"] if as_module else ["benchmarks/run.py"]
+    return subprocess.run([sys.executable, *command, *args], capture_output=True, text=True, cwd=ROOT)
 
 
-def test_run_writes_contract_rows(tmp_path):
+@pytest.mark.parametrize("as_module", [False, True], ids=["file", "module"])
+def test_run_writes_contract_rows(tmp_path, as_module):
     pytest.importorskip("torch")
     out = tmp_path / "bench.json"
-    proc = _harness("--quick", "--only", "gemm_peak", "--out", str(out))
+    proc = _harness("--quick", "--only", "gemm_peak", "--out", str(out), as_module=as_module)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(out.read_text())
     assert len(rows) == 1 and ROW_KEYS <= set(rows[0])

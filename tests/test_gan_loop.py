@@ -67,8 +67,8 @@ def test_the_step_shown_in_the_notebooks_is_short():
 def test_options_refuse_unknown_names_and_the_other_frameworks_switches():
     with pytest.raises(TypeError, match="channel_last"):
         gan_loop.Options.make(channel_last=True)
-    opts = gan_loop.Options.make(None, channels_last=True, sample_every=3)
-    assert (opts.channels_last, opts.sample_every, opts.keep_last) == (True, 3, 2)
+    opts = gan_loop.Options.make(None, channels_last=False, sample_every=3)  # channels_last is on by default
+    assert (opts.channels_last, opts.sample_every, opts.keep_last) == (False, 3, 2)
     opts.check("torch")
     with pytest.raises(ValueError, match="channels_last: PyTorch"):
         opts.check("tf")

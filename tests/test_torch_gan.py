@@ -192,20 +192,27 @@ def test_generate_takes_noise_and_labels():
     assert generator.training  # the mode is restored
 
 
-@pytest.mark.parametrize("switch", [{"channels_last": True}, {"fused_adam": True}])
+PLAIN = {"channels_last": False, "fused_adam": False}  # the CPU speed switches off
+
+
+@pytest.mark.parametrize(
+    "switch", [{"channels_last": True}, {"fused_adam": True}, {}], ids=["nhwc", "fused", "defaults"]
+)
 def test_cpu_speed_switch_trains_and_resumes(tmp_path, switch):
-    """channels_last / fused_adam: finite losses, the default's numbers up to rounding; resume stays bitwise."""
+    """channels_last / fused_adam, each alone and both (the defaults): finite losses, the numbers of the plain loop
+    up to rounding; resume stays bitwise."""
+    assert gan.Options().channels_last and gan.Options().fused_adam  # on by default (docs/performance.md)
     images, labels = _data(n=21)
     kwargs = dict(batch_size=8, checkpoint_every=1, progress=False, samples_per_class=2, device="cpu")
     g0, d0 = _models()
-    h0 = gan.train(g0, d0, images, labels, epochs=2, out_dir=tmp_path / "default", **kwargs)
-    kwargs.update(switch)
+    h0 = gan.train(g0, d0, images, labels, epochs=2, out_dir=tmp_path / "plain", **kwargs, **PLAIN)
+    kwargs.update({**PLAIN, **switch} if switch else {})
     g1, d1 = _models()
     h1 = gan.train(g1, d1, images, labels, epochs=2, out_dir=tmp_path / "straight", **kwargs)
     cols = ["d_loss", "g_loss", "d_real", "d_fake"]
     assert np.isfinite(h1[cols].to_numpy()).all()
     nhwc = g1.body[0].weight.is_contiguous(memory_format=torch.channels_last)
-    assert nhwc == bool(switch.get("channels_last"))
+    assert nhwc == kwargs.get("channels_last", True)
     assert np.allclose(h0[cols].to_numpy(), h1[cols].to_numpy(), atol=1e-4)  # the same arithmetic, other order
     g2, d2 = _models()
     gan.train(g2, d2, images, labels, epochs=1, out_dir=tmp_path / "resumed", **kwargs)

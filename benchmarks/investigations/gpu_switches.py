@@ -43,12 +43,13 @@ ROOT = Path(__file__).resolve().parents[2]
 GOAL_S = 15 * 60
 PAPER_EPOCHS = 1000
 PAPER_IMAGES = 932  # 331 COVID + 601 Normal training images
+TORCH_PLAIN = {"channels_last": False, "fused_adam": False}  # train()'s CPU speed switches are on by default
 TORCH_SWITCHES = {
-    "plain": {},
-    "bf16_autocast": {"amp": True},
-    "channels_last": {"channels_last": True},
-    "compile": {"compile": True},
-    "fused_adam": {"fused_adam": True},
+    "plain": TORCH_PLAIN,
+    "bf16_autocast": {**TORCH_PLAIN, "amp": True},
+    "channels_last": {**TORCH_PLAIN, "channels_last": True},
+    "compile": {**TORCH_PLAIN, "compile": True},
+    "fused_adam": {**TORCH_PLAIN, "fused_adam": True},
     "all_four": {"amp": True, "channels_last": True, "compile": True, "fused_adam": True},
 }
 TF_SWITCHES = {
@@ -121,7 +122,9 @@ def run_torch(size, width, batch, n, epochs, device, switches: dict, noise_run: 
 
     images, labels = phantom_data(n, size)
     results = {}
-    runs = [(name, opts, 0) for name, opts in switches.items()] + ([("plain_seed1", {}, 1)] if noise_run else [])
+    runs = [(name, opts, 0) for name, opts in switches.items()] + (
+        [("plain_seed1", TORCH_PLAIN, 1)] if noise_run else []
+    )
     for name, opts, seed in runs:
         torch.manual_seed(seed)
         g = torch_gan.build_generator(size, width=width)
