@@ -57,3 +57,16 @@ def test_unknown_profile_and_setting(monkeypatch):
 def test_rel_never_shows_absolute_paths(tmp_path):
     assert not config.rel(tmp_path / "x").startswith("/")
     assert config.rel(config.repo_root() / "runs" / "demo") == "runs/demo"
+
+
+def test_every_subpackage_is_packaged():
+    """A non-editable install must hold every subpackage (the packaging rule is a pattern, not a list)."""
+    import tomllib
+    from pathlib import Path
+
+    from setuptools import find_packages
+
+    root = Path(__file__).resolve().parents[1]
+    rule = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    on_disk = {p.parent.relative_to(root).as_posix().replace("/", ".") for p in (root / "covidgan_utils").rglob("__init__.py")}
+    assert on_disk and set(find_packages(str(root), include=rule["include"])) == on_disk
