@@ -70,3 +70,17 @@ def test_every_subpackage_is_packaged():
     rule = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
     on_disk = {p.parent.relative_to(root).as_posix().replace("/", ".") for p in (root / "covidgan_utils").rglob("__init__.py")}
     assert on_disk and set(find_packages(str(root), include=rule["include"])) == on_disk
+
+
+def test_readme_layout_names_every_module():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    layout = (root / "README.md").read_text().split("## Repository layout", 1)[1]
+    named = set(re.findall(r"[A-Za-z_]+/?", layout))
+    package = root / "covidgan_utils"
+    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    subpackages = {p.parent.name + "/" for p in package.glob("*/__init__.py")}
+    assert modules | subpackages <= named, f"README layout misses {sorted((modules | subpackages) - named)}"
+    assert "01..07" in layout
