@@ -132,7 +132,8 @@ def _run_unlocked(
             partial.replace(out)
             failed.unlink(missing_ok=True)
             seconds = time.perf_counter() - start
-            state["notebooks"][name] = {"status": "done", "seconds": round(seconds, 1)}
+            state["notebooks"][name] = {"status": "done", "seconds": round(seconds, 1), "finished": _now(),
+                                        "load_average": _load_average(), "cpus": os.cpu_count()}
             write_json(state_path, state)
             print(f" done in {_fmt(seconds)}", flush=True)
     finally:
@@ -202,6 +203,20 @@ def _run_gan_seed(profile, data_dir, sub: Path, seed: int, books: list[Path], pa
     print(f"=== GAN seed {seed}: {config.rel(sub)} (notebooks {', '.join(numbers)})", flush=True)
     return run(profile, data_dir, str(sub), ",".join(numbers), {k: v for k, v in params.items() if k in declared},
                resume=(sub / STATE).exists())
+
+
+def _now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _load_average() -> list[float] | None:
+    """The machine's 1, 5 and 15 minute load averages when a notebook ends: a time means little without them."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # not on every platform
+        return None
 
 
 def _fmt(seconds: float) -> str:

@@ -203,8 +203,11 @@ def compare_readme(rev: str = "HEAD", path: str = "README.md") -> dict[str, list
     root = config.repo_root()
     old = _git_show(root, rev, path)
 
-    def section(text: str) -> str:
-        return mask_timings(text.split(readme.START, 1)[-1].split(readme.END, 1)[0]) if readme.START in text else ""
+    def section(text: str) -> str:  # the run's results without its times (they change from run to run)
+        if readme.START not in text:
+            return ""
+        body = text.split(readme.START, 1)[1].split(readme.END, 1)[0]
+        return mask_timings(body.split(readme.TIMES_HEADER, 1)[0])
 
     if old is None:
         return {path: [f"not in {rev}"]}

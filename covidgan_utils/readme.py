@@ -17,6 +17,8 @@ from .verdicts import large_procedure_lines, verdict
 
 START = "<!-- run-results:start (written by `python -m covidgan_utils readme` from a finished run; do not edit) -->"
 END = "<!-- run-results:end -->"
+TIMES_HEADER = ("Time per notebook in this run (wall clock; a load average above the number of CPUs means other work "
+                "shared them, so the time is an upper bound):")
 
 LABELS = {
     "real": "real",
@@ -56,15 +58,18 @@ def run_settings(run_dir: Path) -> dict:
 
 
 def _times(pipeline: dict) -> str:
-    rows = ["| notebook | seconds in this run |", "| --- | --- |"]
+    rows = ["| notebook | seconds in this run | finished | load average (1/5/15 min) at the end | CPUs |",
+            "| --- | --- | --- | --- | --- |"]
     total = 0.0
     for name, entry in (pipeline.get("notebooks") or {}).items():
         seconds = entry.get("seconds")
         if seconds is None:
             continue
         total += seconds
-        rows.append(f"| `{name}` | {seconds:.0f} |")
-    rows.append(f"| total | {total:.0f} ({total / 60:.1f} min) |")
+        load = entry.get("load_average")
+        rows.append(f"| `{name}` | {seconds:.0f} | {entry.get('finished', 'n/a')} | "
+                    f"{' / '.join(f'{x:.1f}' for x in load) if load else 'n/a'} | {entry.get('cpus', 'n/a')} |")
+    rows.append(f"| total | {total:.0f} ({total / 60:.1f} min) | | | |")
     return "\n".join(rows)
 
 
@@ -137,7 +142,7 @@ def render(run_dir) -> str:
     if metrics_path.is_file():
         lines += ["The generated images (notebook 06; fixed-v1 features, defined once and versioned, so these "
                   "numbers compare across runs):", "", _quality_table(_load(metrics_path)), ""]
-    lines += ["Time per notebook in this run (wall clock, the machine's load not controlled):", "", _times(pipeline), END]
+    lines += [TIMES_HEADER, "", _times(pipeline), END]
     return "\n".join(lines)
 
 

@@ -37,7 +37,9 @@ def test_run_refuses_to_clobber_and_resumes(tmp_path):
     assert (run_dir / "executed" / "01_data_exploration.ipynb").exists()
     assert (run_dir / "data" / "manifest.csv").exists()
     state = json.loads((run_dir / "pipeline.json").read_text())
-    assert state["notebooks"]["01_data_exploration"]["status"] == "done"
+    done = state["notebooks"]["01_data_exploration"]
+    assert done["status"] == "done" and done["seconds"] > 0 and done["finished"].endswith("UTC")
+    assert len(done["load_average"]) == 3 and done["cpus"] >= 1  # a time is quoted with the machine's load
 
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=config.repo_root())
     assert again.returncode == 1 and "--resume" in again.stderr and "--overwrite" in again.stderr

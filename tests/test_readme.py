@@ -45,7 +45,7 @@ def test_render_reads_the_run(run_dir):
     assert "| real + PyTorch GAN |" in text and verdict["text"] in text
     assert "| PyTorch | 0.90 / 0.80 | 0.720 / 0.800 = 0.90 | 0.41 | 0.250 |" in text
     assert "| two real halves (reference) | | | 0.97 | 0.004 |" in text
-    assert "| total | 120 (2.0 min) |" in text
+    assert "| total | 120 (2.0 min) | | | |" in text
     assert "random weights" in text and "phantoms" in text
 
 
