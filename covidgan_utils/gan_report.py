@@ -186,3 +186,89 @@ def write_summary(out_dir, summary_dict: dict) -> None:
     path = files.write_json(Path(out_dir) / "summary.json", summary_dict)
     fidelity = summary_dict["class_fidelity"]
     print(f"wrote {config.rel(path)}: class fidelity {fidelity['accuracy']:.3f} (chance {fidelity['chance']:.2f})")
+
+
+# ------------------------------------------------------------------------- where the artefacts come from
+
+
+def overlap_pattern(kernel: int, stride: int) -> np.ndarray:
+    """How many kernel taps reach each output pixel of one stride x stride tile of a transposed convolution.
+
+    Every input pixel scatters a kernel x kernel patch, shifted by ``stride`` per pixel; away from the border
+    an output pixel at phase (i, j) receives ceil-or-floor(kernel / stride) taps per axis. Equal counts
+    (kernel divisible by stride) tile evenly; unequal counts are the checkerboard of Odena et al. (2016).
+    """
+    per_axis = np.array([len(range(phase, kernel, stride)) for phase in range(stride)])
+    return np.outer(per_axis, per_axis)
+
+
+def tile_pattern(images, period: int) -> float:
+    """Strength of a pattern that repeats every ``period`` pixels: the spread of the average period x period tile.
+
+    The gray images (in [0, 1]) are cut into period x period tiles and all tiles of all images are averaged;
+    anatomy varies from tile to tile and averages out, a grid that sits at the same place in every tile
+    does not. The standard deviation of that average tile, in gray levels (0-255).
+    """
+    from .fidelity import gray01
+
+    x = gray01(images)
+    n, h, w = x.shape
+    h, w = h - h % period, w - w % period
+    tile = x[:, :h, :w].reshape(n, h // period, period, w // period, period).mean(axis=(0, 1, 3))
+    return float(tile.std() * 255.0)
+
+
+def fine_detail(images, block: int = 4) -> float:
+    """Mean per-image sd of what the ``block`` x ``block`` average leaves out (ribs, edges), in gray levels 0-255."""
+    from .fidelity import gray01
+
+    x = gray01(images)
+    n, h, w = x.shape
+    h, w = h - h % block, w - w % block
+    x = x[:, :h, :w]
+    coarse = x.reshape(n, h // block, block, w // block, block).mean(axis=(2, 4))
+    rest = x - np.repeat(np.repeat(coarse, block, axis=1), block, axis=2)
+    return float(rest.reshape(n, -1).std(axis=1).mean() * 255.0)
+
+
+def artefacts(images, samples: dict, periods=(2, 4, 8)):
+    """Grid strength (``tile_pattern`` at each period), fine detail, contrast and brightness: samples vs real images.
+
+    ``samples``: the fixed-noise grids saved during training (``files.load_samples(OUT)``). One row per saved
+    epoch and a row for the real training images; contrast is the mean per-image pixel sd, brightness the
+    mean gray level, fine detail what a 4 x 4 average leaves out (``fine_detail``), all in gray levels 0-255.
+    """
+    import pandas as pd
+
+    from .fidelity import image_stats
+
+    def row(x):
+        brightness, contrast = image_stats(x)
+        return {
+            **{f"grid every {p} px": tile_pattern(x, p) for p in periods},
+            "fine detail": fine_detail(x),
+            "contrast": float(contrast.mean()),
+            "brightness": float(brightness.mean()),
+        }
+
+    rows = {f"epoch {e}": row(grid["images"]) for e, grid in samples.items()}
+    rows["real training images"] = row(images)
+    return pd.DataFrame(rows).T
+
+
+def artefact_reading(table) -> list[str]:
+    """Sentences computed from an ``artefacts`` table: the strongest grid against real images, and the contrast."""
+    real, epochs = table.loc["real training images"], table.drop(index="real training images")
+    first, last = epochs.iloc[0], epochs.iloc[-1]
+    grids = [c for c in table.columns if c.startswith("grid")]
+    ratio = {c: last[c] / real[c] for c in grids if real[c] > 0}
+    worst = max(ratio, key=ratio.get)
+    detail = last["fine detail"] / real["fine detail"]
+    return [
+        f"Strongest grid in the last samples ({epochs.index[-1]}): {worst}, {last[worst]:.2f} gray levels against "
+        f"{real[worst]:.2f} in real images ({ratio[worst]:.1f}x).",
+        f"Contrast (pixel sd): {first['contrast']:.1f} gray levels at {epochs.index[0]}, {last['contrast']:.1f} at "
+        f"{epochs.index[-1]}, {real['contrast']:.1f} in real images ({last['contrast'] / real['contrast']:.0%} of it).",
+        f"Fine detail (what a 4x4 average leaves out): {last['fine detail']:.1f} gray levels at {epochs.index[-1]}, "
+        f"{real['fine detail']:.1f} in real images ({detail:.0%} of it).",
+    ]

@@ -1,0 +1,38 @@
+"""gan_report's artefact measures: transposed-convolution overlap, grid strength, the artefact table and its reading."""
+
+import numpy as np
+import pytest
+
+from covidgan_utils import gan_report
+
+
+def test_overlap_pattern_counts_taps_per_output_phase():
+    assert (gan_report.overlap_pattern(4, 2) == 4).all()  # kernel divisible by stride: even tiling
+    assert gan_report.overlap_pattern(5, 2).tolist() == [[9, 6], [6, 4]]  # the report's TF kernels: a checkerboard
+    assert gan_report.overlap_pattern(4, 3).tolist() == [[4, 2, 2], [2, 1, 1], [2, 1, 1]]
+
+
+def test_tile_pattern_finds_a_grid_that_random_images_lack():
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (50, 32, 32, 1), dtype=np.uint8)
+    grid = noise.copy()
+    grid[:, ::8, :, :] = 255  # a bright line every 8 rows, at the same place in every image
+    assert gan_report.tile_pattern(grid, 8) > 10 * gan_report.tile_pattern(noise, 8)
+    flat = np.full((4, 32, 32, 1), 128, dtype=np.uint8)
+    assert gan_report.tile_pattern(flat, 4) == pytest.approx(0.0, abs=1e-9)
+    assert gan_report.fine_detail(flat) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_artefacts_table_and_reading():
+    rng = np.random.default_rng(1)
+    real = rng.integers(0, 256, (20, 32, 32, 1), dtype=np.uint8)
+    samples = {
+        0: {"images": np.full((8, 32, 32, 3), 127, dtype=np.uint8), "labels": np.repeat([0, 1], 4)},
+        5: {"images": real[:8].repeat(3, axis=-1), "labels": np.repeat([0, 1], 4)},
+    }
+    table = gan_report.artefacts(real, samples)
+    assert list(table.index) == ["epoch 0", "epoch 5", "real training images"]
+    assert {"grid every 2 px", "fine detail", "contrast", "brightness"} <= set(table.columns)
+    assert table.loc["epoch 0", "contrast"] == pytest.approx(0.0, abs=1e-6)
+    lines = gan_report.artefact_reading(table)
+    assert len(lines) == 3 and "epoch 5" in lines[0] and "real images" in lines[1]
