@@ -185,15 +185,21 @@ def _git_show(root, rev: str, rel_path: str) -> bytes | None:
     return shown.stdout if shown.returncode == 0 else None
 
 
-def compare_figures(rev: str = "HEAD", folder: str = "figures") -> dict[str, list[str]]:
-    """Compare the PNGs in ``folder`` with their committed versions at ``rev``, pixel by pixel (with tolerance)."""
+def _compare_tracked(rev: str, pattern: str, differences) -> dict[str, list[str]]:
+    """{file: differences(committed bytes, file path)} for the files matching ``pattern`` (relative to the repository)."""
     root = config.repo_root()
     out = {}
-    for path in sorted((root / folder).glob("*.png")):
+    for path in sorted(root.glob(pattern)):
         rel_path = path.relative_to(root).as_posix()
         old = _git_show(root, rev, rel_path)
-        out[rel_path] = [f"not in {rev}"] if old is None else ([] if same_picture(old, path.read_bytes()) else ["figure differs"])
+        out[rel_path] = [f"not in {rev}"] if old is None else differences(old, path)
     return out
+
+
+def compare_figures(rev: str = "HEAD", folder: str = "figures") -> dict[str, list[str]]:
+    """Compare the PNGs in ``folder`` with their committed versions at ``rev``, pixel by pixel (with tolerance)."""
+    return _compare_tracked(rev, f"{folder}/*.png",
+                            lambda old, path: [] if same_picture(old, path.read_bytes()) else ["figure differs"])
 
 
 def compare_readme(rev: str = "HEAD", path: str = "README.md") -> dict[str, list[str]]:
@@ -222,13 +228,8 @@ def compare_with_git(rev: str = "HEAD", folder: str = "notebooks") -> dict[str, 
     """Compare the notebooks in ``folder`` with their committed versions at ``rev`` (after `make notebooks`)."""
     import json
 
-    root = config.repo_root()
-    out = {}
-    for path in sorted((root / folder).glob("[0-9][0-9]_*.ipynb")):
-        rel_path = path.relative_to(root).as_posix()
-        old = _git_show(root, rev, rel_path)
-        out[rel_path] = [f"not in {rev}"] if old is None else compare_notebooks(json.loads(old), json.loads(path.read_text()))
-    return out
+    return _compare_tracked(rev, f"{folder}/[0-9][0-9]_*.ipynb",
+                            lambda old, path: compare_notebooks(json.loads(old), json.loads(path.read_text())))
 
 
 def compare_all(rev: str = "HEAD") -> dict[str, list[str]]:
