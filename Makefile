@@ -47,6 +47,7 @@ VGG16_FILE ?=
 paper-smoke: setup
 	$(PY) -m covidgan_utils run --profile paper-smoke --run-dir runs/paper-smoke --overwrite \
 		-p vgg_weights $(if $(VGG16_FILE),$(VGG16_FILE),$$($(PY) -m covidgan_utils vgg16-file data/vgg16-random-init.pth))
+	$(PY) -m benchmarks.investigations.paper_time runs/paper-smoke
 
 ## studies: notebook 07 on the demo profile: two GAN-option runs (same epochs as the demo run), a size and a seed sweep
 ## (about 2 h on 2 CPU cores), study 1 (a planted shortcut: its own small GANs, SHORTCUT_SCALE=cpu|demo) and study 2

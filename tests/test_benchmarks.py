@@ -108,3 +108,24 @@ def test_gpu_switches_cpu_dry_run(tmp_path):
     assert report["frameworks"]["tf"]["switches"]["mixed_bf16"]["compute_dtype"] == "bfloat16"
     assert report["frameworks"]["tf"]["switches"]["plain"]["compute_dtype"] == "float32"
     assert "paper_two_trainings" in report
+
+
+def test_paper_time_extrapolates_from_a_short_run(tmp_path):
+    import json
+
+    from benchmarks.investigations import paper_time
+
+    for fw, seconds in (("torch", [9.0, 2.0, 2.2, 1.8]), ("tf", [20.0, 5.0])):
+        (tmp_path / f"{fw}_gan").mkdir()
+        rows = "\n".join(f"{i + 1},0.6,0.7,0.5,0.5,0.7,{s}" for i, s in enumerate(seconds))
+        (tmp_path / f"{fw}_gan" / "history.csv").write_text("epoch,d_loss,g_loss,d_real,d_fake,g_test_loss,seconds\n" + rows)
+    books = {"01_data_exploration": 30, "02_pytorch_cgan": 20, "03_tensorflow_cgan": 30, "05_vgg16_transfer_learning": 100}
+    (tmp_path / "pipeline.json").write_text(json.dumps({"notebooks": {k: {"status": "done", "seconds": v}
+                                                                      for k, v in books.items()}}))
+    est = paper_time.estimate(tmp_path, epochs=1000, n_gan_seeds=3)
+    assert est["gans"]["torch"]["estimate_s"] == pytest.approx(9.0 + 999 * 2.0)  # first + 999 x median(2.0, 2.2, 1.8)
+    assert est["gans"]["tf"]["estimate_s"] == pytest.approx(20.0 + 999 * 5.0)
+    expected = 3 * (9.0 + 999 * 2.0 + 20.0 + 999 * 5.0) + 30 + 3 * 100  # 05 repeats per GAN seed, 01 does not
+    assert est["paper_total_h"] == pytest.approx(expected / 3600, abs=0.01)
+    with pytest.raises(FileNotFoundError, match="paper-smoke"):
+        paper_time.epoch_seconds(tmp_path / "missing", "torch")
