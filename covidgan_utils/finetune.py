@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import CLASSES
+from .formatting import signed
 
 BLOCK_STARTS = (0, 5, 10, 17, 24)
 """Index in torchvision's ``vgg16().features`` of the first layer of each of the five convolution blocks."""
@@ -307,7 +308,7 @@ def reading(results: dict) -> list[str]:
     g, s = gains(results), results["settings"]
     lines = []
     for k, part in g.groupby("trainable_blocks") if len(g) else []:
-        parts = [f"{r['condition']} {r['AUC gain vs real']:+.3f} AUC vs real, {r['AUC gain vs best control']:+.3f} vs "
+        parts = [f"{r['condition']} {signed(r['AUC gain vs real'], 3)} AUC vs real, {signed(r['AUC gain vs best control'], 3)} vs "
                  f"{r['best control']}" for _, r in part.iterrows()]
         what = "last layer only (the report)" if k == 0 else f"last {k} block(s) trained too"
         lines.append(f"trainable_blocks = {k} ({what}): " + "; ".join(parts) + ".")
@@ -315,7 +316,7 @@ def reading(results: dict) -> list[str]:
         best = g.loc[g["AUC gain vs best control"].idxmax()]
         lines.append(
             "A 'better classifier' needs an AUC gain over real and over the no-GAN controls that is larger than the "
-            f"seed-to-seed spread; the largest gain over the best control here is {best['AUC gain vs best control']:+.3f} "
+            f"seed-to-seed spread; the largest gain over the best control here is {signed(best['AUC gain vs best control'], 3)} "
             f"({best['condition']}, trainable_blocks = {best['trainable_blocks']}), from {len(s['seeds'])} head seed(s), "
             f"{s['epochs']} epochs and one GAN seed on {results['n_val']} validation images: "
             + ("too few to call it a gain." if len(s["seeds"]) < 3 else "read it against the spread in the table."))

@@ -7,6 +7,12 @@ import math
 import numpy as np
 
 
+def signed(x, digits: int = 3) -> str:
+    """A difference with its sign and ``digits`` decimals; a value that rounds to zero is "+0.000", never "-0.000"."""
+    value = round(float(x), digits)
+    return f"{(value if value != 0 else 0.0):+.{digits}f}"
+
+
 def fmt_p(p, digits: int = 2) -> str:
     """A p-value (or any number) as text with ``digits`` significant digits; "n/a" for None, NaN or inf."""
     return "n/a" if p is None or not math.isfinite(p) else f"{p:.{digits}g}"
@@ -28,7 +34,7 @@ def with_interval(value, interval, digits: int = 3) -> str:
 def signed_interval(interval) -> str:
     """ "[-0.010, +0.030]": a difference's interval with signs; "" without one."""
     low, high = interval or (None, None)
-    return "" if low is None else f"[{low:+.3f}, {high:+.3f}]"
+    return "" if low is None else f"[{signed(low, 3)}, {signed(high, 3)}]"
 
 
 def fmt_diff(entry) -> str:
@@ -37,8 +43,8 @@ def fmt_diff(entry) -> str:
         return "not compared"
     low, high = entry["interval"]
     if low is None:
-        return f"{entry['estimate']:+.3f}"
-    return f"{entry['estimate']:+.3f}, 95% {signed_interval((low, high))}, p = {fmt_p(entry['p'], 3)}"
+        return f"{signed(entry['estimate'], 3)}"
+    return f"{signed(entry['estimate'], 3)}, 95% {signed_interval((low, high))}, p = {fmt_p(entry['p'], 3)}"
 
 
 def nanmean(values) -> float:
@@ -63,4 +69,4 @@ def clean(obj):
     return obj
 
 
-__all__ = ["clean", "fmt_diff", "fmt_p", "nanmean", "num", "signed_interval", "with_interval"]
+__all__ = ["clean", "fmt_diff", "fmt_p", "nanmean", "num", "signed", "signed_interval", "with_interval"]

@@ -9,7 +9,7 @@ last layer trained for 20 epochs, one run per condition, validation accuracy on 
 from __future__ import annotations
 
 from .evaluation import REPORT
-from .formatting import num, with_interval
+from .formatting import num, signed, with_interval
 from .verdicts import verdict
 
 REPORT_FACTS = {
@@ -64,7 +64,7 @@ def _large_truth(results: dict, cond: str) -> str:
     if not entry:
         return "no large test set"
     low, high = entry["interval"]
-    return f"{entry['estimate']:+.3f} [{low:+.3f}, {high:+.3f}]"
+    return f"{signed(entry['estimate'], 3)} [{signed(low, 3)}, {signed(high, 3)}]"
 
 
 def rows(results: dict, epochs: dict | None = None) -> list[tuple[str, str, str]]:
@@ -94,7 +94,7 @@ def rows(results: dict, epochs: dict | None = None) -> list[tuple[str, str, str]
         if cond not in conds:
             continue
         gain = REPORT_FACTS["accuracy"][cond] - REPORT_FACTS["accuracy"]["real"]
-        out.append((f"reading, {cond}", f"accuracy gain {gain:+.3f}, read as an improvement (no test)",
+        out.append((f"reading, {cond}", f"accuracy gain {signed(gain, 3)}, read as an improvement (no test)",
                     verdict(results, cond)["kind"]))
     if any((conds.get(c) or {}).get("large_test") for c in GAN_CONDITIONS):
         for cond in GAN_CONDITIONS:

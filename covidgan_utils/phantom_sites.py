@@ -25,31 +25,18 @@ MARKER_MIN_CONTRAST = 20.0
 """Gray levels by which the letter's pixels must outshine the rest of its box (a bright corner is no letter)."""
 SITE_STREAM = 7  # spawn-key tag of a site's own random stream (the drawing's stream is left untouched)
 
+def _site(marker_covid: float, marker_normal: float, about: str, brightness_covid: float = 0.0, shift=None) -> dict:
+    return {"marker": {"COVID": marker_covid, "Normal": marker_normal},
+            "brightness": {"COVID": brightness_covid, "Normal": 0.0}, "shift": shift, "about": about}
+
+
 SITES = {
-    "shortcut": {
-        "marker": {"COVID": 0.8, "Normal": 0.1},
-        "brightness": {"COVID": 0.0, "Normal": 0.0},
-        "shift": None,
-        "about": "home hospital: its burned-in letter is on most COVID images and few normal ones",
-    },
-    "shortcut-bright": {
-        "marker": {"COVID": 0.8, "Normal": 0.1},
-        "brightness": {"COVID": 0.03, "Normal": 0.0},
-        "shift": None,
-        "about": "home hospital: the letter and a slightly brighter exposure go with COVID",
-    },
-    "clean": {
-        "marker": {"COVID": 0.1, "Normal": 0.1},
-        "brightness": {"COVID": 0.0, "Normal": 0.0},
-        "shift": None,
-        "about": "home hospital, control: the same letter on as many normal as COVID images",
-    },
-    "external": {
-        "marker": {"COVID": 0.1, "Normal": 0.1},
-        "brightness": {"COVID": 0.0, "Normal": 0.0},
-        "shift": dict(EXTERNAL_SHIFT),
-        "about": "another hospital: the letter says nothing about the class; a mild scanner shift (EXTERNAL_SHIFT)",
-    },
+    "shortcut": _site(0.8, 0.1, "home hospital: its burned-in letter is on most COVID images and few normal ones"),
+    "shortcut-bright": _site(0.8, 0.1, "home hospital: the letter and a slightly brighter exposure go with COVID",
+                             brightness_covid=0.03),
+    "clean": _site(0.1, 0.1, "home hospital, control: the same letter on as many normal as COVID images"),
+    "external": _site(0.1, 0.1, "another hospital: the letter says nothing about the class; a mild scanner shift "
+                      "(EXTERNAL_SHIFT)", shift=dict(EXTERNAL_SHIFT)),
 }
 """Named sites; a site may also be given as a dict with the keys marker, brightness and shift."""
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import CLASSES
+from .formatting import signed
 from .phantom_sites import SITES, draw_set, marker_rates, stamp_marker
 
 ARMS = {"shortcut": "shortcut", "clean": "clean"}  # arm -> home site (phantom_sites.SITES)
@@ -164,15 +165,15 @@ def gan_reading(real: dict, generated: dict) -> str:
     if total == 0:
         return "dropped (no generated image carries the letter)"
     if gap_real <= 0.05:
-        return "no class link to copy" if abs(gap_gen) <= 0.1 else f"a class link created ({gap_gen:+.2f})"
+        return "no class link to copy" if abs(gap_gen) <= 0.1 else f"a class link created ({signed(gap_gen, 2)})"
     ratio = gap_gen / gap_real
     if ratio > 1.2:
-        return f"exaggerated (gap {gap_gen:+.2f} vs {gap_real:+.2f} in the real images)"
+        return f"exaggerated (gap {signed(gap_gen, 2)} vs {signed(gap_real, 2)} in the real images)"
     if ratio >= 0.8:
-        return f"copied (gap {gap_gen:+.2f} vs {gap_real:+.2f})"
+        return f"copied (gap {signed(gap_gen, 2)} vs {signed(gap_real, 2)})"
     if ratio > 0.2:
-        return f"weakened (gap {gap_gen:+.2f} vs {gap_real:+.2f})"
-    return f"dropped (gap {gap_gen:+.2f} vs {gap_real:+.2f})"
+        return f"weakened (gap {signed(gap_gen, 2)} vs {signed(gap_real, 2)})"
+    return f"dropped (gap {signed(gap_gen, 2)} vs {signed(gap_real, 2)})"
 
 
 def run(scale: str = "cpu", out_dir=None, progress: bool = True, reuse: bool = True, **changes) -> dict:
@@ -290,13 +291,13 @@ def reading(results: dict) -> list[str]:
     drop_cl = cl["home"]["accuracy"] - cl["external"]["accuracy"]
     lines = [
         f"Trained on real home images, the classifier scores {sc['home']['accuracy']:.3f} at home and "
-        f"{sc['external']['accuracy']:.3f} at the external site with the shortcut (a drop of {drop_sc:+.3f}), "
-        f"against {cl['home']['accuracy']:.3f} and {cl['external']['accuracy']:.3f} without it ({drop_cl:+.3f}): "
+        f"{sc['external']['accuracy']:.3f} at the external site with the shortcut (a drop of {signed(drop_sc, 3)}), "
+        f"against {cl['home']['accuracy']:.3f} and {cl['external']['accuracy']:.3f} without it ({signed(drop_cl, 3)}): "
         + ("the shortcut costs external accuracy beyond the scanner shift."
            if drop_sc - drop_cl > 0.02 else "the shortcut costs no more than the scanner shift does here."),
         f"Flip test on the same {sc['flip']['n']} images: stamping the letter moves P(COVID) by "
-        f"{sc['flip']['mean_shift']:+.3f} and changes {sc['flip']['changed']:.0%} of the predictions with the shortcut, "
-        f"{cl['flip']['mean_shift']:+.3f} and {cl['flip']['changed']:.0%} in the control: "
+        f"{signed(sc['flip']['mean_shift'], 3)} and changes {sc['flip']['changed']:.0%} of the predictions with the shortcut, "
+        f"{signed(cl['flip']['mean_shift'], 3)} and {cl['flip']['changed']:.0%} in the control: "
         + ("the prediction follows the letter." if sc["flip"]["changed"] > max(0.05, 2 * cl["flip"]["changed"])
            else "the prediction hardly follows the letter."),
     ]
@@ -317,8 +318,8 @@ def reading(results: dict) -> list[str]:
             diff = aug["external"]["accuracy"] - sc["external"]["accuracy"]
             ctrl = arms["clean"]["conditions"].get(f"real+{fw}")
             ctrl_diff = ctrl["external"]["accuracy"] - cl["external"]["accuracy"] if ctrl else float("nan")
-            lines.append(f"Adding its images changes external accuracy by {diff:+.3f} with the shortcut and "
-                         f"{ctrl_diff:+.3f} in the control.")
+            lines.append(f"Adding its images changes external accuracy by {signed(diff, 3)} with the shortcut and "
+                         f"{signed(ctrl_diff, 3)} in the control.")
     if results["vgg16"] == "random":
         lines.append("VGG16 has random weights here: nothing was transferred; the heads read random features of "
                      "the pixels, and a bright corner letter is easy to see in any features.")

@@ -39,3 +39,11 @@ def test_a_paired_difference_as_one_phrase():
     assert fmt_diff(entry) == "+0.020, 95% [-0.010, +0.050], p = 0.123"
     assert fmt_diff({"estimate": -0.02, "interval": [None, None], "p": None}) == "-0.020"
     assert fmt_diff(None) == "not compared"
+
+
+def test_signed_never_shows_minus_zero():
+    from covidgan_utils.formatting import signed, signed_interval
+
+    assert signed(-0.0001) == "+0.000" and signed(-0.0) == "+0.000" and signed(0.0004) == "+0.000"
+    assert signed(-0.0006) == "-0.001" and signed(0.1234, 2) == "+0.12"
+    assert signed_interval((-0.0002, 0.03)) == "[+0.000, +0.030]"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import statistics as stats
-from ..formatting import fmt_p, signed_interval, with_interval
+from ..formatting import fmt_p, signed, signed_interval, with_interval
 
 
 def results_table(results: dict):
@@ -50,7 +50,7 @@ def paired_table(results: dict, metrics=("roc_auc", "accuracy", "balanced_accura
         row = rows.setdefault(f"{e['b']} - {e['a']}", {"primary": False, "Holm p (AUC)": None})
         low, high = e["interval"]
         row[e["metric"]] = (
-            "n/a" if low is None else f"{e['estimate']:+.3f} [{low:+.3f}, {high:+.3f}] p={fmt_p(e['p'], 3)}"
+            "n/a" if low is None else f"{signed(e['estimate'], 3)} [{signed(low, 3)}, {signed(high, 3)}] p={fmt_p(e['p'], 3)}"
         )
         if e["primary"]:
             row.update({"primary": True, "Holm p (AUC)": e["holm_p"]})
@@ -138,9 +138,9 @@ def procedure_frame(results: dict):
         rows.append(
             {
                 "simulation": f"drawn from the large set, {cond} vs {sim['base']}",
-                "truth (accuracy, large set)": f"{t['accuracy_difference']:+.3f} "
+                "truth (accuracy, large set)": f"{signed(t['accuracy_difference'], 3)} "
                 f"{signed_interval(t['accuracy_interval'])} {t['accuracy_kind']}",
-                "truth (ROC AUC, large set)": f"{t['roc_auc_difference']:+.3f} "
+                "truth (ROC AUC, large set)": f"{signed(t['roc_auc_difference'], 3)} "
                 f"{signed_interval(t['roc_auc_interval'])} {t['roc_auc_kind']}",
                 "declares a gain": e["raw_gain"],
                 "declares a gain, McNemar p < 0.05": e["mcnemar_gain"],

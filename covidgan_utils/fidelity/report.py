@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import CLASSES
-from ..formatting import fmt_p
+from ..formatting import fmt_p, signed
 from .fixed import FEATURES_NAME
 
 SUMMARY_ROWS = {
@@ -61,7 +61,7 @@ def reading(metrics: dict) -> list[str]:
         parts.append(f"GAN-test {m['gan_test_accuracy']:.3f}")
         bg = m["brightness_gap"]
         big = [
-            f"{c} {bg[c]['difference']:+.1f} gray levels (p = {fmt_p(bg[c]['p_value'])})"
+            f"{c} {signed(bg[c]['difference'], 1)} gray levels (p = {fmt_p(bg[c]['p_value'])})"
             for c in CLASSES
             if c in bg and bg[c]["p_value"] is not None and math.isfinite(bg[c]["p_value"]) and bg[c]["p_value"] < 0.05
         ]
@@ -69,7 +69,7 @@ def reading(metrics: dict) -> list[str]:
         if "between_classes" in bg:
             between = bg["between_classes"]
             parts.append(
-                f"COVID minus Normal brightness {between['generated']:+.1f} gray levels generated vs {between['real']:+.1f} real"
+                f"COVID minus Normal brightness {signed(between['generated'], 1)} gray levels generated vs {signed(between['real'], 1)} real"
             )
         verdict = m["memorization"]["verdict"].split(":")[0]
         parts.append(verdict.lower() if not verdict.isupper() else verdict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from .. import statistics as stats
-from ..formatting import fmt_diff, num, with_interval
+from ..formatting import fmt_diff, num, signed, with_interval
 from .rules import set_verdict, verdict
 
 
@@ -46,7 +46,7 @@ def test_set_lines(results: dict) -> list[str]:
                 d = change.get(m)
                 shift = ""
                 if d and d["interval"][0] is not None:
-                    shift = f" (change {d['estimate']:+.3f} [{d['interval'][0]:+.3f}, {d['interval'][1]:+.3f}])"
+                    shift = f" (change {signed(d['estimate'], 3)} [{signed(d['interval'][0], 3)}, {signed(d['interval'][1], 3)}])"
                 parts.append(f"{name} {num(c.get(m))} -> {_block_interval(block, m)}{shift}")
             lines.append(f"{cond}, home -> external: " + "; ".join(parts) + ".")
     if large is not None and not large.get("evaluated"):

@@ -4,7 +4,7 @@ and the same rule, descriptive, on another test set (:func:`set_verdict`)."""
 from __future__ import annotations
 
 from .. import statistics as stats
-from ..formatting import fmt_diff, fmt_p, num
+from ..formatting import fmt_diff, fmt_p, num, signed
 
 CONTROL_DESCRIPTIONS = {
     stats.PRIOR_CORRECTED: "real's classifier with its threshold corrected for the class prior",
@@ -45,7 +45,7 @@ def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
         if primary is not None:
             text = (
                 f"ROC AUC above real's ({fmt_diff(auc)}), but not above the best no-GAN control {primary['a']}'s "
-                f"({primary['estimate']:+.3f}, Holm p = {fmt_p(primary['holm_p'], 3)}): not shown to be a better "
+                f"({signed(primary['estimate'], 3)}, Holm p = {fmt_p(primary['holm_p'], 3)}): not shown to be a better "
                 "classifier than what the control gets without GAN images"
             )
             return {"kind": "not better than the best control", "text": text, "control": primary["a"]}
@@ -63,7 +63,7 @@ def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
             eq["verdict"], "not shown to differ from"
         )
         auc_text = (
-            f"ROC AUC {relation} {ref}'s (90% interval [{low:+.3f}, {high:+.3f}] "
+            f"ROC AUC {relation} {ref}'s (90% interval [{signed(low, 3)}, {signed(high, 3)}] "
             f"{'inside' if equivalent else 'not inside'} ±{margin:.1f} points)"
         )
     gains = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import CLASSES
 from .. import statistics as stats
-from ..formatting import num
+from ..formatting import num, signed
 from .other_sets import baseline_lines, test_set_lines
 from .rules import verdict
 
@@ -46,7 +46,7 @@ def reading(results: dict) -> list[str]:
         diff = c["accuracy"] - base["accuracy"]
         v = verdict(results, cond)
         lines.append(
-            f"{cond}: accuracy {c['accuracy']:.3f} ({diff:+.3f} = {diff * n_val:+.1f} images), balanced accuracy "
+            f"{cond}: accuracy {c['accuracy']:.3f} ({signed(diff, 3)} = {signed(diff * n_val, 1)} images), balanced accuracy "
             f"{num(base.get('balanced_accuracy'))} -> {num(c.get('balanced_accuracy'))}, ROC AUC "
             f"{num(base['roc_auc'])} -> {num(c['roc_auc'])}: {v['text']}."
         )
@@ -148,8 +148,8 @@ def truth_text(truth: dict) -> str:
     """The large set's verdict on one comparison, as a phrase."""
     low, high = truth["accuracy_interval"]
     alow, ahigh = truth["roc_auc_interval"]
-    acc = f"{truth['accuracy_difference']:+.3f}" + ("" if low is None else f" [{low:+.3f}, {high:+.3f}]")
-    auc = f"{truth['roc_auc_difference']:+.3f}" + ("" if alow is None else f" [{alow:+.3f}, {ahigh:+.3f}]")
+    acc = f"{signed(truth['accuracy_difference'], 3)}" + ("" if low is None else f" [{signed(low, 3)}, {signed(high, 3)}]")
+    auc = f"{signed(truth['roc_auc_difference'], 3)}" + ("" if alow is None else f" [{signed(alow, 3)}, {signed(ahigh, 3)}]")
     return (
         f"truth (large set): accuracy at the validation mix {acc} ({truth['accuracy_kind']}), "
         f"ROC AUC {auc} ({truth['roc_auc_kind']})"
