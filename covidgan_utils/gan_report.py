@@ -100,6 +100,36 @@ def class_fidelity(gan, generator, images, labels, *, seed: int, run_dir, n_per_
     return fidelity, table
 
 
+def fidelity_reading(fidelity: dict, n_per_class: int = 200, gap: float = 0.1) -> list[str]:
+    """What the class-fidelity check says, computed: each class's recall with its 95% Wilson interval, the gap
+    between the classes, and the overall accuracy against the real images' cross-validated accuracy (the ceiling
+    for images as hard to classify as real ones: clearly above it means caricatures, not success)."""
+    from .evaluation import wilson_ci
+
+    recall = fidelity["per_class_recall"]
+    lines = []
+    for name, r in recall.items():
+        low, high = wilson_ci(round(r * n_per_class), n_per_class)
+        lines.append(f"{name}: {r:.2f} [{low:.2f}, {high:.2f}] of the generated {name} images are labelled {name}")
+    spread = max(recall.values()) - min(recall.values())
+    lines.append(f"the classes differ by {spread:.2f}: " + ("balanced, both classes are drawn about as recognisably"
+                 if spread <= gap else "unbalanced: one class is drawn far more recognisably than the other"))
+    n = n_per_class * len(recall)
+    acc, ceiling = fidelity["accuracy"], fidelity["real_cv_accuracy"]
+    low, high = wilson_ci(round(acc * n), n)
+    if low > ceiling:
+        verdict = "ABOVE the real images' level: the generated classes are easier to tell apart than real ones, a caricature"
+    elif low <= fidelity["chance"]:
+        verdict = "not shown above chance: the generator may ignore its label"
+    elif high < ceiling:
+        verdict = "below the real images' level: the label shows, less clearly than in real images"
+    else:
+        verdict = "at the real images' level"
+    lines.append(f"overall {acc:.3f} [{low:.3f}, {high:.3f}] against {ceiling:.3f} on real images (cross-validated) "
+                 f"and chance {fidelity['chance']:.2f}: {verdict}")
+    return lines
+
+
 def diversity(gan, out_dir, images, labels, *, run_dir):
     """Variety of the fixed-noise samples saved during training, per class, beside the real images' (dashed).
 

@@ -36,3 +36,16 @@ def test_artefacts_table_and_reading():
     assert table.loc["epoch 0", "contrast"] == pytest.approx(0.0, abs=1e-6)
     lines = gan_report.artefact_reading(table)
     assert len(lines) == 3 and "epoch 5" in lines[0] and "real images" in lines[1]
+
+
+def test_fidelity_reading_names_caricatures_gaps_and_chance():
+    from covidgan_utils import gan_report
+
+    base = {"real_cv_accuracy": 0.821, "chance": 0.5}
+    honest = gan_report.fidelity_reading({**base, "per_class_recall": {"Normal": 0.91, "COVID": 0.625}, "accuracy": 0.768})
+    assert "differ by 0.29: unbalanced" in honest[2] and "below the real images' level" in honest[3]
+    assert honest[0].startswith("Normal: 0.91 [0.86, 0.94]")  # Wilson on 200 images
+    caricature = gan_report.fidelity_reading({**base, "per_class_recall": {"Normal": 0.95, "COVID": 0.93}, "accuracy": 0.94})
+    assert "balanced" in caricature[2] and "ABOVE the real images' level" in caricature[3]
+    ignored = gan_report.fidelity_reading({**base, "per_class_recall": {"Normal": 0.55, "COVID": 0.49}, "accuracy": 0.52})
+    assert "not shown above chance" in ignored[3]
