@@ -153,7 +153,7 @@ def collect(folder) -> Any:
     """One row per finished point and condition: the point's values, n_train, accuracy and its 95% interval.
 
     Points whose notebook 05 has not finished are left out; when notebook 06 ran, each GAN condition also
-    carries that GAN's KID, precision/recall, density/coverage, GAN-test and TSTR accuracy.
+    carries that GAN's KID, precision/recall, density/coverage, class fidelity (02/03 and 06) and TSTR accuracy.
     """
     import pandas as pd
 
@@ -329,7 +329,7 @@ def comparison_table(run_dirs: dict[str, Any]) -> Any:
                     "density": m.get("density"),
                     "coverage": m.get("coverage"),
                     "class fidelity": fidelity.get("accuracy"),
-                    "GAN-test": m.get("gan_test_accuracy"),
+                    "class fidelity (06)": m.get("gan_test_accuracy"),  # the same check on every generated image
                     "TSTR": m.get("tstr_accuracy"),
                     "accuracy real": real["accuracy"],
                     "accuracy real+GAN": c["accuracy"],
