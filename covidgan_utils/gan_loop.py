@@ -64,10 +64,10 @@ class Options:
     fused_adam: bool | None = True  # PyTorch: one fused Adam kernel for all parameters (None: torch's choice)
     jit_compile: bool | None = None  # TensorFlow: XLA (None: tf_gan.JIT_DEFAULT)
     graph: bool = True  # TensorFlow: run the step as a tf.function (False: eagerly, for debugging)
-    deterministic: bool = True  # TensorFlow: op determinism (a resumed run is bitwise the uninterrupted one)
+    deterministic: bool = True  # both: deterministic kernels, so a rerun (and a resumed run) repeats bitwise
 
     TORCH_ONLY = ("device", "amp", "compile", "channels_last", "fused_adam")
-    TF_ONLY = ("jit_compile", "graph", "deterministic")
+    TF_ONLY = ("jit_compile", "graph")
 
     @classmethod
     def make(cls, options: Options | None = None, **changes) -> Options:

@@ -145,6 +145,8 @@ class Trainer:
         self, generator, discriminator, images: np.ndarray, labels: np.ndarray, *, seed: int, options: Options
     ):
         self.device = _device(options.device)
+        if options.deterministic:  # without it, two runs on a multi-threaded CPU differ after the first steps
+            torch.use_deterministic_algorithms(True, warn_only=True)
         amp, compile_ = options.amp, options.compile
         if (amp or compile_) and self.device.type != "cuda":
             print(f"amp/compile are GPU switches; ignored on {self.device.type}.", file=sys.stderr)

@@ -61,9 +61,9 @@ def test_rel_never_shows_absolute_paths(tmp_path):
 
 def test_every_subpackage_is_packaged():
     """A non-editable install must hold every subpackage (the packaging rule is a pattern, not a list)."""
-    import tomllib
     from pathlib import Path
 
+    import tomllib
     from setuptools import find_packages
 
     root = Path(__file__).resolve().parents[1]

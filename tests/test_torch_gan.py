@@ -221,3 +221,30 @@ def test_cpu_speed_switch_trains_and_resumes(tmp_path, switch):
     assert np.array_equal(h1[cols].to_numpy(), h3[cols].to_numpy())
     for a, b in ((g1, g3), (d1, d3)):
         assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
+
+
+RERUN = """
+import hashlib, sys
+import numpy as np, torch
+from covidgan_utils import torch_gan as gan
+torch.set_num_threads(2)
+rng = np.random.default_rng(0)
+images = rng.integers(0, 256, (96, 32, 32, 1)).astype(np.uint8)
+labels = np.r_[np.zeros(48, int), np.ones(48, int)]
+gan.set_seed(0)
+g, d = gan.build_generator(image_size=32, width=0.125), gan.build_discriminator(image_size=32, width=0.125)
+gan.train(g, d, images, labels, epochs=2, batch_size=16, out_dir=sys.argv[1], progress=False, seed=0, checkpoint_every=100)
+print(hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in [*g.parameters(), *d.parameters()])).hexdigest())
+"""
+
+
+@pytest.mark.slow
+def test_a_rerun_in_a_new_process_is_bitwise_the_same(tmp_path):
+    """Two trainings with 2 threads in two processes: deterministic kernels make the weights identical (on purpose
+    bitwise: `make notebooks` must regenerate the committed notebooks exactly)."""
+    import subprocess
+    import sys
+
+    digests = [subprocess.run([sys.executable, "-c", RERUN, str(tmp_path / f"run{i}")], capture_output=True, text=True,
+                              check=True).stdout.split()[-1] for i in range(2)]
+    assert digests[0] == digests[1]
