@@ -289,7 +289,7 @@ _PROFILE_CHANGES: dict[str, dict[str, Any]] = {
         # narrower GANs trained on smaller batches (more updates, less arithmetic per epoch).
         "torch_width": 0.25,  # a third of width 0.5's arithmetic per image
         "tf_width": 0.25,
-        "torch_epochs": 50,  # width 0.25, batch 16: classes balanced (GAN-test per class within 0.1) by epoch 50
+        "torch_epochs": 50,  # width 0.25, batch 16: the best TSTR and class balance of the candidates (one seed)
         "tf_epochs": 15,  # batch 16: lower KID and higher recall at epoch 15 than batch 32 at epoch 20
         "torch_batch_size": 16,  # the report used 64; 16 gives four times the updates per epoch
         "tf_batch_size": 16,  # the report used 32
