@@ -81,3 +81,22 @@ def test_compare_all_covers_notebooks_figures_and_the_readme():
     assert any(k.startswith("notebooks/") for k in found)
     assert any(k.startswith("figures/") for k in found)
     assert "README.md (run results)" in found
+
+
+def test_stream_chunks_and_timing_cells():
+    def cell(outputs, tags=()):
+        c = nbformat.v4.new_code_cell("run()", execution_count=1)
+        c.outputs = outputs
+        c.metadata["tags"] = list(tags)
+        return {"cells": [c]}
+
+    out = nbformat.v4.new_output
+    whole = cell([out("stream", name="stdout", text="a = 1\nb = 2\n"), out("display_data", {"text/plain": "<Figure>"})])
+    chunked = cell([out("stream", name="stdout", text="a = 1\n"), out("stream", name="stdout", text="b = 2\n"),
+                    out("display_data", {"text/plain": "<Figure>"})])
+    assert publish.compare_notebooks(whole, chunked) == []  # the kernel split stdout otherwise: the same output
+    other = cell([out("stream", name="stdout", text="a = 1\nb = 3\n")])
+    assert publish.compare_notebooks(whole, other) == ["cell 0: outputs differ"]
+    slow = cell([out("stream", name="stdout", text="features 27.9 s\n")], tags=[publish.TIMINGS_TAG])
+    fast = cell([out("stream", name="stdout", text="features 41.2\n")], tags=[publish.TIMINGS_TAG])
+    assert publish.compare_notebooks(slow, fast) == []  # a cell tagged "timings": its text is not compared
