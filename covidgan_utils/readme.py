@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from . import glance
+from .config import read_run_overrides
 from .files import write_text
 from .formatting import num, with_interval
 from .settings import PARAMETER_ALIASES, profile_settings
@@ -47,9 +48,7 @@ def run_settings(run_dir: Path) -> dict:
     """The run's settings: its profile's, with the parameters it was run with (pipeline.json) and overrides.json."""
     pipeline = _load(run_dir / "pipeline.json")
     values = profile_settings(pipeline.get("profile") or "demo")
-    overrides = run_dir / "overrides.json"
-    if overrides.is_file():
-        values.update(json.loads(overrides.read_text()))
+    values.update(read_run_overrides(run_dir))  # overrides.json, checked as every notebook reads it
     for name, value in (pipeline.get("params") or {}).items():
         for target in PARAMETER_ALIASES.get(name, (name,)):
             if target in values and value is not None:
