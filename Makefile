@@ -6,7 +6,7 @@ STAMP := $(VENV)/.covidgan-installed
 RUN_DIR ?= runs/demo
 DATA_DIR ?=
 
-.PHONY: setup demo test lab figures paper paper-smoke smoke notebooks check-notebooks studies lint clean-runs
+.PHONY: setup demo test lab figures paper paper-smoke smoke notebooks check-notebooks studies sweeps lint clean-runs
 
 setup: $(STAMP)
 
@@ -49,18 +49,26 @@ paper-smoke: setup
 		-p vgg_weights $(if $(VGG16_FILE),$(VGG16_FILE),$$($(PY) -m covidgan_utils vgg16-file data/vgg16-random-init.pth))
 	$(PY) -m benchmarks.investigations.paper_time runs/paper-smoke
 
-## studies: notebook 07 on the demo profile: two GAN-option runs (same epochs as the demo run), a size and a seed sweep
-## (about 2 h on 2 CPU cores), study 1 (a planted shortcut: its own small GANs, SHORTCUT_SCALE=cpu|demo) and study 2
-## (unfreezing VGG16's last blocks on the demo run's images, no retraining)
+## studies: notebook 07's two studies, then notebook 07 itself on the demo run, published with the others: study 1
+## (a planted shortcut; its own small GANs, SHORTCUT_SCALE=cpu|demo) and study 2 (VGG16's last blocks trained on the
+## demo run's images, 0 up to TRAINABLE_BLOCKS; 2 wants a GPU). About an hour on 2 CPU cores; finished parts are
+## read back. The GAN-option runs and the sweeps that notebook 07 also reads are `make sweeps`.
 SHORTCUT_SCALE ?= cpu
+TRAINABLE_BLOCKS ?= 1
 studies: demo
+	$(PY) -m covidgan_utils.shortcut --scale $(SHORTCUT_SCALE)
+	$(PY) -m covidgan_utils.finetune $(RUN_DIR) --blocks $$(seq -s, 0 $(TRAINABLE_BLOCKS)) --seeds 0 --epochs 3
+	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --resume --notebooks 07 \
+		-p shortcut_scale $(SHORTCUT_SCALE) -p trainable_blocks $(TRAINABLE_BLOCKS)
+	$(PY) -m covidgan_utils publish --run-dir $(RUN_DIR)
+
+## sweeps: what notebook 07 compares besides the studies (about 2 h on 2 CPU cores): two GAN-option runs (DiffAugment,
+## ACGAN; the demo's epochs) and two sweeps (training-set size, seed); rerun `make studies` afterwards to read them
+sweeps: demo
 	$(PY) -m covidgan_utils run --profile demo --run-dir runs/compare-diffaug --resume -p diffaugment color,translation,cutout
 	$(PY) -m covidgan_utils run --profile demo --run-dir runs/compare-acgan --resume -p variant acgan
 	$(PY) -m covidgan_utils sweep demo-train-size --grid train_fraction=0.25,0.5,1 --notebooks 01,03,04,05
 	$(PY) -m covidgan_utils sweep demo-seeds --grid seed=0,1,2 --notebooks 01,03,04,05
-	$(PY) -m covidgan_utils.shortcut --scale $(SHORTCUT_SCALE)
-	$(PY) -m covidgan_utils.finetune $(RUN_DIR) --blocks 0,1,2 --seeds 0 --epochs 3
-	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --resume --notebooks 07
 
 ## notebooks: rerun the demo from scratch with its defaults, then commit-ready notebooks (outputs of that run), figures/
 ## and the README's results section

@@ -73,7 +73,9 @@ def _run_unlocked(
     run_path = cfg.run_dir
     state_path = run_path / STATE
     books = select(notebooks)
-    wanted = {"profile": profile, "data_dir": data_dir, "params": params}
+    # notebook-only parameters (07's study options) may differ between the sessions of one run; run settings may not
+    wanted = {"profile": profile, "data_dir": data_dir,
+              "params": {k: v for k, v in params.items() if settings.is_run_setting(k)}}
     if state_path.exists() and not overwrite:
         state = read_json(state_path)
         if not resume:

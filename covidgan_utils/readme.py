@@ -118,8 +118,9 @@ def render(run_dir) -> str:
     lines = [
         START,
         f"One run of `make notebooks` (profile `{pipeline.get('profile')}`: {s['image_size']} px, PyTorch GAN "
-        f"{s['torch_epochs']} epochs at width {s['torch_width']:g}, TensorFlow GAN {s['tf_epochs']} epochs at width "
-        f"{s['tf_width']:g}, GAN seed {s['gan_seeds'][0]}; VGG16 last layer {results.get('epochs')} epochs, "
+        f"{s['torch_epochs']} epochs at width {s['torch_width']:g} (batch {s['torch_batch_size']}, Adam lr "
+        f"{s['torch_lr']:g}), TensorFlow GAN {s['tf_epochs']} epochs at width {s['tf_width']:g} (batch "
+        f"{s['tf_batch_size']}, Adam lr {s['tf_lr']:g}), GAN seed {s['gan_seeds'][0]}; VGG16 last layer {results.get('epochs')} epochs, "
         f"{len(results.get('seeds') or [])} head seed(s); {n_val} validation images). "
         f"VGG16 weights: {glance.weights_text(results)}.",
         "",

@@ -107,3 +107,20 @@ def test_each_gan_seed_is_its_own_sub_run(tmp_path):
     other = pd.read_csv(sub / "torch_gan" / "history.csv")
     assert len(main) == len(other) and not main["d_loss"].equals(other["d_loss"])  # another generator
     assert not (sub / "gan_seeds").exists()  # a sub-run has one GAN seed: no sub-runs of its own
+
+
+def test_resume_accepts_other_notebook_only_parameters_but_not_other_run_settings(tmp_path):
+    """Notebook 07's study options may change between sessions of one run; a run setting may not."""
+    from covidgan_utils import runs, settings
+
+    assert not settings.is_run_setting("trainable_blocks") and not settings.is_run_setting("run_sweeps")
+    assert settings.is_run_setting("epochs") and settings.is_run_setting("lr") and settings.is_run_setting("split_seed")
+    run_dir = tmp_path / "run"
+    runs.claim(run_dir)
+    done = {"status": "done", "seconds": 1.0}
+    (run_dir / "pipeline.json").write_text(json.dumps(
+        {"profile": "smoke", "data_dir": None, "params": {}, "notebooks": {"01_data_exploration": done}}))
+    state = pipeline._run_unlocked("smoke", None, str(run_dir), "01", {"trainable_blocks": 1}, resume=True)
+    assert state["params"] == {} and state["notebooks"]["01_data_exploration"] == done
+    with pytest.raises(pipeline.PipelineError, match="other settings"):
+        pipeline._run_unlocked("smoke", None, str(run_dir), "01", {"split_seed": 3}, resume=True)

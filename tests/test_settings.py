@@ -20,6 +20,14 @@ def test_profiles_are_the_defaults_with_their_changes():
             assert settings.check(key, value) == value, (name, key)
 
 
+def test_learning_rates_are_the_reports_except_the_demos_pytorch_cgan(tmp_path):
+    """The paper profile keeps the report's Adam rate; the demo's PyTorch cGAN takes a larger step (fewer updates)."""
+    assert {p: (v["torch_lr"], v["tf_lr"]) for p, v in config.PROFILES.items()} == {
+        "smoke": (2e-4, 2e-4), "demo": (5e-4, 2e-4), "paper": (2e-4, 2e-4), "paper-smoke": (2e-4, 2e-4)}
+    cfg = config.resolve(profile="demo", run_dir=str(tmp_path / "r"), torch_lr=settings.check("lr", "1e-3"))
+    assert cfg.torch_lr == 1e-3 and cfg.is_set("torch_lr") and cfg.tf_lr == 2e-4
+
+
 def test_resolve_fills_every_setting_and_remembers_what_was_given(tmp_path):
     cfg = config.resolve(profile="smoke", run_dir=str(tmp_path / "r"), split_seed=3)
     assert cfg.phantom_seed == 0 and cfg.split_seed == 3
@@ -44,6 +52,8 @@ def test_resolve_fills_every_setting_and_remembers_what_was_given(tmp_path):
         ("variant", "wgan", "'cgan', 'acgan'"),
         ("diffaugment", "blur", "color, translation, cutout"),
         ("torch_width", 0.0, "number from"),
+        ("lr", 0.5, "number from"),
+        ("tf_lr", "fast", "number from"),
     ],
 )
 def test_bad_values_name_the_parameter_the_value_and_what_is_allowed(name, value, words):
