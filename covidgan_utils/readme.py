@@ -18,6 +18,10 @@ from .verdicts import large_procedure_lines, verdict
 
 START = "<!-- run-results:start (written by `python -m covidgan_utils readme` from a finished run; do not edit) -->"
 END = "<!-- run-results:end -->"
+STUDIES_START = ("<!-- studies:start (written by `python -m covidgan_utils readme` from notebook 07's run, "
+                 "make studies; do not edit) -->")
+STUDIES_END = "<!-- studies:end -->"
+STUDIES_NOTEBOOK = "07_"
 TIMES_HEADER = ("Time per notebook in this run (wall clock; a load average above the number of CPUs means other work "
                 "shared them, so the time is an upper bound):")
 
@@ -62,7 +66,7 @@ def _times(pipeline: dict) -> str:
     total = 0.0
     for name, entry in (pipeline.get("notebooks") or {}).items():
         seconds = entry.get("seconds")
-        if seconds is None:
+        if seconds is None or name.startswith(STUDIES_NOTEBOOK):  # 07 is make studies', timed in its own section
             continue
         total += seconds
         load = entry.get("load_average")
@@ -146,19 +150,78 @@ def render(run_dir) -> str:
     return "\n".join(lines)
 
 
+def _markdown(rows: list[dict], columns: dict[str, tuple[str, int]]) -> str:
+    """A markdown table of ``rows`` (dicts); ``columns`` maps key -> (header, decimals of a number)."""
+    lines = ["| " + " | ".join(h for h, _ in columns.values()) + " |", "| " + " | ".join("---" for _ in columns) + " |"]
+    lines += ["| " + " | ".join(num(r.get(k), d) if isinstance(r.get(k), float) else str(r.get(k))
+                                for k, (_, d) in columns.items()) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+SHORTCUT_COLUMNS = {"arm": ("arm", 0), "condition": ("condition", 0), "home accuracy": ("home accuracy", 3),
+                    "external accuracy": ("external accuracy", 3), "drop": ("drop", 3),
+                    "flip: class changed": ("flip: predictions changed", 3)}
+FINETUNE_COLUMNS = {"trainable_blocks": ("trainable blocks", 0), "condition": ("condition", 0),
+                    "accuracy": ("accuracy", 3), "balanced_accuracy": ("balanced accuracy", 3),
+                    "roc_auc": ("ROC AUC", 3), "train_seconds": ("training seconds", 0)}
+
+
+def render_studies(run_dir) -> str:
+    """The README's studies section from notebook 07's run in ``run_dir`` (its studies/summary.json)."""
+    run_dir = Path(run_dir)
+    summary = _load(run_dir / "studies" / "summary.json")
+    entry = (_load(run_dir / "pipeline.json").get("notebooks") or {})
+    entry = next((v for k, v in entry.items() if k.startswith(STUDIES_NOTEBOOK)), {})
+    load = entry.get("load_average")
+    s1, s2 = summary["shortcut"], summary["finetune"]
+    when = (f"finished {entry.get('finished', 'n/a')}, load average "
+            f"{' / '.join(f'{x:.1f}' for x in load) if load else 'n/a'} at the end, {entry.get('cpus', 'n/a')} CPUs")
+    lines = [STUDIES_START,
+             f"One run of `make studies` on the run above ({when}). VGG16 weights: study 1 {s1.get('vgg16', 'n/a')}, "
+             f"study 2 {s2.get('vgg16', 'n/a')}.", ""]
+    s1s = s1.get("settings") or {}
+    minutes = {k: v / 60 for k, v in (s1.get("seconds") or {}).items()}
+    lines += [f"**Study 1, a planted shortcut** (scale `{s1['scale']}`: {s1s.get('image_size')} px, GAN(s) "
+              f"{', '.join(s1s.get('frameworks') or [])} for {s1s.get('gan_epochs')} epochs, head seeds "
+              f"{s1s.get('seeds')}; {minutes.get('total', float('nan')):.1f} min: shortcut arm "
+              f"{minutes.get('shortcut', float('nan')):.1f}, clean arm {minutes.get('clean', float('nan')):.1f}):", "",
+              _markdown(s1["table"], SHORTCUT_COLUMNS), "", *[f"- {line}" for line in s1["reading"]], ""]
+    s2s = s2.get("settings") or {}
+    lines += [f"**Study 2, unfreezing VGG16's last blocks** (trainable_blocks {s2s.get('blocks')}, head seeds "
+              f"{s2s.get('seeds')}, {s2s.get('epochs')} epochs, on the images of {s2s.get('run_dir')}):", "",
+              _markdown(s2["table"], FINETUNE_COLUMNS), "", *[f"- {line}" for line in s2["reading"]], ""]
+    found = [r.get("option") for r in summary.get("comparison") or []]
+    missing = summary.get("missing_comparison_runs") or {}
+    sweep = (summary.get("sweep") or {}).get("accuracy")
+    points = f"{len({r['point'] for r in sweep})} points" if sweep else "not run (`make sweeps`)"
+    lines += [f"GAN-option runs read by notebook 07: {', '.join(dict.fromkeys(map(str, found))) or 'none'}"
+              + (f"; not run: {', '.join(missing)} (`make sweeps`)" if missing else "")
+              + f". Training-set-size sweep: {points}.",
+              STUDIES_END]
+    return "\n".join(lines)
+
+
+def _replace(text: str, start: str, end: str, body: str, readme: Path, what: str) -> str:
+    if start not in text or end not in text:
+        raise ReadmeError(f"{readme} has no {what} markers: add the two lines\n{start}\n{end}\nwhere the section goes.")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return head + body + tail
+
+
 def update(readme, run_dir) -> bool:
-    """Replace the results section of ``readme`` with :func:`render` of ``run_dir``; True when the text changed."""
+    """Replace the results section of ``readme`` with :func:`render` of ``run_dir``, and the studies section with
+    :func:`render_studies` when notebook 07 has run there (else it is left as it is); True when the text changed."""
     readme = Path(readme)
     text = readme.read_text()
-    if START not in text or END not in text:
-        raise ReadmeError(f"{readme} has no results markers: add the two lines\n{START}\n{END}\nwhere the section goes.")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    new = head + render(run_dir) + tail
+    new = _replace(text, START, END, render(run_dir), readme, "results")
+    if (Path(run_dir) / "studies" / "summary.json").is_file():
+        new = _replace(new, STUDIES_START, STUDIES_END, render_studies(run_dir), readme, "studies")
     if new == text:
         return False
     write_text(readme, new)
     return True
 
 
-__all__ = ["END", "START", "ReadmeError", "render", "run_settings", "update"]
+__all__ = ["END", "START", "STUDIES_END", "STUDIES_START", "ReadmeError", "render", "render_studies", "run_settings",
+           "update"]

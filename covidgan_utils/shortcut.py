@@ -283,23 +283,54 @@ def plot(results: dict):
     return fig
 
 
+def accuracy_difference(plus: list[dict], minus: list[dict], z: float = 1.96) -> tuple[float, float, float]:
+    """sum(plus accuracies) - sum(minus accuracies) with a conservative 95% interval: the binomial variances of the
+    accuracies (each scored on its own ``n`` images) added as if they were independent. The arms score the same
+    people, whose errors go together, so the true interval is narrower; a difference outside this one is real."""
+    diff = sum(p["accuracy"] for p in plus) - sum(m["accuracy"] for m in minus)
+    var = sum(p["accuracy"] * (1 - p["accuracy"]) / p["n"] for p in [*plus, *minus])
+    return diff, diff - z * var ** 0.5, diff + z * var ** 0.5
+
+
+def _interval(low: float, high: float) -> str:
+    return f"95% [{signed(low, 3)}, {signed(high, 3)}]"
+
+
+def _changed_ci(flip: dict) -> tuple[float, float]:
+    from .evaluation.scores import wilson_ci
+
+    low, high = wilson_ci(round(flip["changed"] * flip["n"]), flip["n"])
+    return low, high
+
+
 def reading(results: dict) -> list[str]:
-    """The study's reading, computed from its numbers (one sentence per finding)."""
+    """The study's reading, computed from its numbers (one sentence per finding), each difference with its interval."""
     arms, s = results["arms"], results["settings"]
     sc, cl = arms["shortcut"]["conditions"]["real"], arms["clean"]["conditions"]["real"]
     drop_sc = sc["home"]["accuracy"] - sc["external"]["accuracy"]
     drop_cl = cl["home"]["accuracy"] - cl["external"]["accuracy"]
+    did, low, high = accuracy_difference([sc["home"], cl["external"]], [sc["external"], cl["home"]])
+    if low > 0:
+        cost = ("the shortcut costs external accuracy beyond the scanner shift (difference of the drops "
+                f"{signed(did, 3)}, {_interval(low, high)}).")
+    elif high < 0:
+        cost = (f"the arm with the shortcut drops less than the clean one ({signed(did, 3)}, {_interval(low, high)}).")
+    else:
+        cost = (f"the difference of the drops, {signed(did, 3)} ({_interval(low, high)}, conservative), cannot be told "
+                f"from zero with {sc['home']['n']} home and {sc['external']['n']} external images: the flip test "
+                "(next) needs no external site and is the sharper check.")
+    (sc_low, _), (_, cl_high) = _changed_ci(sc["flip"]), _changed_ci(cl["flip"])
+    follows = sc["flip"]["changed"] > 0.05 and sc_low > cl_high
     lines = [
         f"Trained on real home images, the classifier scores {sc['home']['accuracy']:.3f} at home and "
         f"{sc['external']['accuracy']:.3f} at the external site with the shortcut (a drop of {signed(drop_sc, 3)}), "
         f"against {cl['home']['accuracy']:.3f} and {cl['external']['accuracy']:.3f} without it ({signed(drop_cl, 3)}): "
-        + ("the shortcut costs external accuracy beyond the scanner shift."
-           if drop_sc - drop_cl > 0.02 else "the shortcut costs no more than the scanner shift does here."),
+        + cost,
         f"Flip test on the same {sc['flip']['n']} images: stamping the letter moves P(COVID) by "
-        f"{signed(sc['flip']['mean_shift'], 3)} and changes {sc['flip']['changed']:.0%} of the predictions with the shortcut, "
-        f"{signed(cl['flip']['mean_shift'], 3)} and {cl['flip']['changed']:.0%} in the control: "
-        + ("the prediction follows the letter." if sc["flip"]["changed"] > max(0.05, 2 * cl["flip"]["changed"])
-           else "the prediction hardly follows the letter."),
+        f"{signed(sc['flip']['mean_shift'], 3)} and changes {sc['flip']['changed']:.0%} of the predictions with the "
+        f"shortcut (95% [{sc_low:.0%}, {_changed_ci(sc['flip'])[1]:.0%}]), {signed(cl['flip']['mean_shift'], 3)} and "
+        f"{cl['flip']['changed']:.0%} in the control (at most {cl_high:.0%}): "
+        + ("the prediction follows the letter." if follows else "the prediction hardly follows the letter."),
     ]
     flips = {c: (v["flip"]["changed"], arms["clean"]["conditions"].get(c, {}).get("flip", {}).get("changed", float("nan")))
              for c, v in arms["shortcut"]["conditions"].items()}
@@ -315,16 +346,19 @@ def reading(results: dict) -> list[str]:
             f"{r['real']['rate']['Normal']:.0%}): {r[fw]['reading']}.")
         aug = arms["shortcut"]["conditions"].get(f"real+{fw}")
         if aug:
-            diff = aug["external"]["accuracy"] - sc["external"]["accuracy"]
+            diff, low, high = accuracy_difference([aug["external"]], [sc["external"]])
+            text = (f"Adding its images changes external accuracy by {signed(diff, 3)} ({_interval(low, high)}, "
+                    "conservative) with the shortcut")
             ctrl = arms["clean"]["conditions"].get(f"real+{fw}")
-            ctrl_diff = ctrl["external"]["accuracy"] - cl["external"]["accuracy"] if ctrl else float("nan")
-            lines.append(f"Adding its images changes external accuracy by {signed(diff, 3)} with the shortcut and "
-                         f"{signed(ctrl_diff, 3)} in the control.")
+            if ctrl:
+                c_diff, c_low, c_high = accuracy_difference([ctrl["external"]], [cl["external"]])
+                text += f" and by {signed(c_diff, 3)} ({_interval(c_low, c_high)}) in the control"
+            lines.append(text + ".")
     if results["vgg16"] == "random":
         lines.append("VGG16 has random weights here: nothing was transferred; the heads read random features of "
                      "the pixels, and a bright corner letter is easy to see in any features.")
     n_gan = f"{s['gan_epochs']} epoch(s), one GAN seed" if s["frameworks"] else "no GAN"
-    lines.append(f"Intervals (in the tables' accuracy_ci) cover validation sampling only; head seeds {s['seeds']} are "
+    lines.append(f"Intervals cover the sampling of the scored images only; head seeds {s['seeds']} are "
                  f"averaged; {n_gan}; one phantom draw per site: a limitation.")
     return lines
 

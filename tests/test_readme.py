@@ -74,3 +74,49 @@ def test_the_readme_has_the_markers():
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert text.count(readme.START) == 1 and text.count(readme.END) == 1
+
+
+def test_studies_section_is_written_from_notebook_07s_summary(run_dir, tmp_path):
+    """make studies: the studies section comes from RUN/studies/summary.json; notebook 07's time is not in the
+    demo's time table (it is make studies', given in its own section)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    path = tmp_path / "README.md"
+    body = f"{readme.START}\nx\n{readme.END}\n\n{readme.STUDIES_START}\nold study 0.456\n{readme.STUDIES_END}\n"
+    path.write_text(body)
+    readme.update(path, run)
+    assert "old study 0.456" in path.read_text()  # no notebook 07 in this run: the studies section is left
+    pipeline = json.loads((run / "pipeline.json").read_text())
+    pipeline["notebooks"]["07_sweeps_and_gan_options"] = {"status": "done", "seconds": 3000.0,
+                                                          "finished": "2026-12-01 06:00 UTC",
+                                                          "load_average": [1.5, 1.6, 1.7], "cpus": 2}
+    (run / "pipeline.json").write_text(json.dumps(pipeline))
+    (run / "studies").mkdir()
+    summary = {
+        "comparison": [{"option": "plain cGAN"}, {"option": "plain cGAN"}], "missing_comparison_runs": {"ACGAN": "x"},
+        "sweep": {"accuracy": None},
+        "shortcut": {"scale": "cpu", "vgg16": "random", "reading": ["the prediction follows the letter."],
+                     "settings": {"image_size": 32, "frameworks": ["torch"], "gan_epochs": 6, "seeds": [0, 1, 2]},
+                     "seconds": {"shortcut": 600.0, "clean": 300.0, "total": 900.0},
+                     "table": [{"arm": "shortcut", "condition": "real", "home accuracy": 0.661,
+                                "external accuracy": 0.505, "drop": 0.156, "flip: class changed": 0.07}]},
+        "finetune": {"vgg16": "random", "reading": ["trainable_blocks = 1 (last 1 block(s) trained too): gain."],
+                     "settings": {"blocks": [0, 1], "seeds": [0], "epochs": 3, "run_dir": "runs/demo"},
+                     "seconds": {"0": 60.0, "1": 120.0},
+                     "table": [{"trainable_blocks": 1, "condition": "real+tf", "accuracy": 0.75,
+                                "balanced_accuracy": 0.7, "roc_auc": 0.8123, "train_seconds": 40.0}]},
+    }
+    (run / "studies" / "summary.json").write_text(json.dumps(summary))
+    assert readme.update(path, run) is True
+    text = path.read_text()
+    studies = text.split(readme.STUDIES_START)[1].split(readme.STUDIES_END)[0]
+    assert "old study 0.456" not in text
+    assert "| shortcut | real | 0.661 | 0.505 | 0.156 | 0.070 |" in studies
+    assert "| 1 | real+tf | 0.750 | 0.700 | 0.812 | 40 |" in studies
+    assert "- the prediction follows the letter." in studies and "15.0 min" in studies
+    assert "finished 2026-12-01 06:00 UTC, load average 1.5 / 1.6 / 1.7" in studies
+    assert "not run: ACGAN (`make sweeps`)" in studies and "sweep: not run" in studies
+    times = text.split(readme.START)[1]
+    assert "07_sweeps" not in times and "| total | 120 (2.0 min) | | | |" in times

@@ -55,8 +55,8 @@ def test_evaluate_arm_scores_home_external_and_the_flip_test():
 
 def _fake_results(changed_shortcut, changed_clean, drop_shortcut):
     def cond(home, ext, changed):
-        return {"home": {"accuracy": home}, "external": {"accuracy": ext},
-                "flip": {"n": 20, "mean_shift": changed / 2, "changed": changed}}
+        return {"home": {"accuracy": home, "n": 192}, "external": {"accuracy": ext, "n": 400},
+                "flip": {"n": 200, "mean_shift": changed / 2, "changed": changed}}
 
     return {
         "settings": {"frameworks": [], "seeds": [0], "gan_epochs": 1},
@@ -72,7 +72,23 @@ def test_the_reading_follows_the_numbers():
     assert "follows the letter" in caught[1] and "hardly" not in caught[1]
     assert any("random weights" in line for line in caught)
     clean = shortcut.reading(_fake_results(0.02, 0.02, 0.05))
-    assert "no more than the scanner shift" in clean[0] and "hardly follows" in clean[1]
+    assert "cannot be told from zero with 192 home and 400 external images" in clean[0] and "hardly follows" in clean[1]
+    # a drop difference within the noise of 192 + 400 images is not called a cost, however it points
+    small = shortcut.reading(_fake_results(0.4, 0.02, 0.1))
+    assert "cannot be told from zero" in small[0] and "follows the letter" in small[1]
+    # a flip rate inside the control's interval is not called following the letter
+    assert "hardly follows" in shortcut.reading(_fake_results(0.08, 0.06, 0.3))[1]
+
+
+def test_the_drop_difference_interval_is_the_sum_of_binomial_variances():
+    """Checked against the closed form: var = sum p(1 - p) / n over the four accuracies."""
+    import math
+
+    parts = [{"accuracy": a, "n": n} for a, n in ((0.66, 192), (0.5, 400), (0.625, 192), (0.505, 400))]
+    diff, low, high = shortcut.accuracy_difference([parts[0], parts[3]], [parts[1], parts[2]])
+    assert diff == pytest.approx(0.66 + 0.505 - 0.5 - 0.625)
+    half = 1.96 * math.sqrt(sum(p["accuracy"] * (1 - p["accuracy"]) / p["n"] for p in parts))
+    assert (low, high) == pytest.approx((diff - half, diff + half)) and half == pytest.approx(0.118, abs=1e-3)
 
 
 def test_a_marker_on_generated_images_is_counted():
