@@ -61,6 +61,7 @@ studies: demo
 	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --resume --notebooks 07 \
 		-p shortcut_scale $(SHORTCUT_SCALE) -p trainable_blocks $(TRAINABLE_BLOCKS)
 	$(PY) -m covidgan_utils publish --run-dir $(RUN_DIR)
+	$(PY) -m covidgan_utils readme --run-dir $(RUN_DIR)
 
 ## sweeps: what notebook 07 compares besides the studies (about 2 h on 2 CPU cores): two GAN-option runs (DiffAugment,
 ## ACGAN; the demo's epochs) and two sweeps (training-set size, seed); rerun `make studies` afterwards to read them

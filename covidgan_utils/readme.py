@@ -169,6 +169,8 @@ FINETUNE_COLUMNS = {"trainable_blocks": ("trainable blocks", 0), "condition": ("
 def render_studies(run_dir) -> str:
     """The README's studies section from notebook 07's run in ``run_dir`` (its studies/summary.json)."""
     run_dir = Path(run_dir)
+    if not (run_dir / "studies" / "summary.json").is_file():  # a new demo run: the studies of the last one are gone
+        return "\n".join([STUDIES_START, "Not run yet on this demo run: `make studies` writes this section.", STUDIES_END])
     summary = _load(run_dir / "studies" / "summary.json")
     entry = (_load(run_dir / "pipeline.json").get("notebooks") or {})
     entry = next((v for k, v in entry.items() if k.startswith(STUDIES_NOTEBOOK)), {})
@@ -210,12 +212,13 @@ def _replace(text: str, start: str, end: str, body: str, readme: Path, what: str
 
 
 def update(readme, run_dir) -> bool:
-    """Replace the results section of ``readme`` with :func:`render` of ``run_dir``, and the studies section with
-    :func:`render_studies` when notebook 07 has run there (else it is left as it is); True when the text changed."""
+    """Replace the results section of ``readme`` with :func:`render` of ``run_dir``, and its studies section (where
+    it has one) with :func:`render_studies`: notebook 07's run, or a line saying it has not run on this run yet;
+    True when the text changed."""
     readme = Path(readme)
     text = readme.read_text()
     new = _replace(text, START, END, render(run_dir), readme, "results")
-    if (Path(run_dir) / "studies" / "summary.json").is_file():
+    if STUDIES_START in new or (Path(run_dir) / "studies" / "summary.json").is_file():
         new = _replace(new, STUDIES_START, STUDIES_END, render_studies(run_dir), readme, "studies")
     if new == text:
         return False

@@ -74,6 +74,7 @@ def test_the_readme_has_the_markers():
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert text.count(readme.START) == 1 and text.count(readme.END) == 1
+    assert text.count(readme.STUDIES_START) == 1 and text.count(readme.STUDIES_END) == 1
 
 
 def test_studies_section_is_written_from_notebook_07s_summary(run_dir, tmp_path):
@@ -87,7 +88,8 @@ def test_studies_section_is_written_from_notebook_07s_summary(run_dir, tmp_path)
     body = f"{readme.START}\nx\n{readme.END}\n\n{readme.STUDIES_START}\nold study 0.456\n{readme.STUDIES_END}\n"
     path.write_text(body)
     readme.update(path, run)
-    assert "old study 0.456" in path.read_text()  # no notebook 07 in this run: the studies section is left
+    text = path.read_text()  # no notebook 07 in this run: the last run's studies are not this run's
+    assert "old study 0.456" not in text and "Not run yet on this demo run: `make studies`" in text
     pipeline = json.loads((run / "pipeline.json").read_text())
     pipeline["notebooks"]["07_sweeps_and_gan_options"] = {"status": "done", "seconds": 3000.0,
                                                           "finished": "2026-12-01 06:00 UTC",
