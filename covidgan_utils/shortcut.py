@@ -353,6 +353,11 @@ def reading(results: dict) -> list[str]:
             if ctrl:
                 c_diff, c_low, c_high = accuracy_difference([ctrl["external"]], [cl["external"]])
                 text += f" and by {signed(c_diff, 3)} ({_interval(c_low, c_high)}) in the control"
+                d, d_low, d_high = accuracy_difference([aug["external"], cl["external"]],
+                                                       [sc["external"], ctrl["external"]])
+                text += (f"; the difference, {signed(d, 3)} ({_interval(d_low, d_high)}), is what the GAN's images do to "
+                         "the shortcut itself: " + ("they weaken it" if d_low > 0 else "they strengthen it"
+                                                    if d_high < 0 else "not told from zero here"))
             lines.append(text + ".")
     if results["vgg16"] == "random":
         lines.append("VGG16 has random weights here: nothing was transferred; the heads read random features of "

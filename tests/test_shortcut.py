@@ -1,5 +1,7 @@
 """Study 1 (a planted shortcut across hospitals): its pieces on tiny sets (small for testing)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -78,6 +80,24 @@ def test_the_reading_follows_the_numbers():
     assert "cannot be told from zero" in small[0] and "follows the letter" in small[1]
     # a flip rate inside the control's interval is not called following the letter
     assert "hardly follows" in shortcut.reading(_fake_results(0.08, 0.06, 0.3))[1]
+
+
+def test_what_the_gan_does_to_the_shortcut_is_read_against_the_control():
+    """Adding GAN images raises external accuracy in both arms alike: not read as the shortcut weakened."""
+    res = _fake_results(0.4, 0.02, 0.3)
+    res["settings"]["frameworks"] = ["torch"]
+    rates = {"rate": {"COVID": 0.03, "Normal": 0.01}, "reading": "dropped"}
+    res["arms"]["shortcut"]["marker_rates"] = {"real": {"rate": {"COVID": 0.8, "Normal": 0.1}}, "torch": rates}
+    for arm, base in (("shortcut", res["arms"]["shortcut"]["conditions"]["real"]),
+                      ("clean", res["arms"]["clean"]["conditions"]["real"])):
+        aug = json.loads(json.dumps(base))
+        aug["external"]["accuracy"] += 0.07
+        res["arms"][arm]["conditions"]["real+torch"] = aug
+    line = next(x for x in shortcut.reading(res) if x.startswith("Adding its images"))
+    assert "+0.070" in line and "not told from zero here." in line and "weaken" not in line
+    res["arms"]["shortcut"]["conditions"]["real+torch"]["external"]["accuracy"] += 0.2
+    line = next(x for x in shortcut.reading(res) if x.startswith("Adding its images"))
+    assert line.endswith("they weaken it.")
 
 
 def test_the_drop_difference_interval_is_the_sum_of_binomial_variances():
