@@ -58,9 +58,9 @@ TRAINABLE_BLOCKS ?= 1
 studies: demo
 	$(PY) -m covidgan_utils.shortcut --scale $(SHORTCUT_SCALE)
 	$(PY) -m covidgan_utils.finetune $(RUN_DIR) --blocks $$(seq -s, 0 $(TRAINABLE_BLOCKS)) --seeds 0 --epochs 3
-	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --resume --notebooks 07 \
+	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --resume --again --notebooks 07 \
 		-p shortcut_scale $(SHORTCUT_SCALE) -p trainable_blocks $(TRAINABLE_BLOCKS)
-	$(PY) -m covidgan_utils publish --run-dir $(RUN_DIR)
+	$(PY) -m covidgan_utils publish --run-dir $(RUN_DIR) --notebooks 07
 	$(PY) -m covidgan_utils readme --run-dir $(RUN_DIR)
 
 ## sweeps: what notebook 07 compares besides the studies (about 2 h on 2 CPU cores): two GAN-option runs (DiffAugment,

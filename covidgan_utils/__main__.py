@@ -25,10 +25,12 @@ def _run(argv) -> int:
     group = ap.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue a run from the first unfinished notebook")
     group.add_argument("--overwrite", action="store_true", help="delete the run directory's previous run and start over")
+    ap.add_argument("--again", action="store_true", help="with --resume: execute the selected notebooks even if done")
     args = ap.parse_args(argv)
     params = {name: _value(value) for name, value in args.parameter}
     try:
-        pipeline.run(args.profile, args.data_dir, args.run_dir, args.notebooks, params, resume=args.resume, overwrite=args.overwrite)
+        pipeline.run(args.profile, args.data_dir, args.run_dir, args.notebooks, params, resume=args.resume, overwrite=args.overwrite,
+                     again=args.again)
     except pipeline.PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -47,6 +49,7 @@ def _publish(argv) -> int:
     ap = argparse.ArgumentParser(prog="python -m covidgan_utils publish",
                                  description="Copy a finished run's executed notebooks over notebooks/, cleaned for committing.")
     ap.add_argument("--run-dir", default="runs/demo")
+    ap.add_argument("--notebooks", default=None, help="comma list of numbers, e.g. 07 (default: every executed one)")
     ap.add_argument("--compare", metavar="REV", help="compare notebooks/, figures/ and the README's run results with their versions at REV "
                     "(timings masked, figures with a pixel tolerance) and stop")
     args = ap.parse_args(argv)
@@ -56,7 +59,7 @@ def _publish(argv) -> int:
             print(f"{name}: " + ("same (timings masked)" if not problems else "; ".join(problems[:8])))
         return 1 if any(found.values()) else 0
     try:
-        publish.publish(args.run_dir)
+        publish.publish(args.run_dir, only=args.notebooks.split(",") if args.notebooks else None)
     except pipeline.PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

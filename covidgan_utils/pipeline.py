@@ -64,6 +64,7 @@ def _run_unlocked(
     params: dict | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    again: bool = False,
 ) -> dict:
     """Execute the selected notebooks in order; returns the run state (per-notebook status and seconds)."""
     import papermill as pm
@@ -103,7 +104,7 @@ def _run_unlocked(
     try:
         for i, book in enumerate(books, 1):
             name = book.stem
-            if state["notebooks"].get(name, {}).get("status") == "done":
+            if state["notebooks"].get(name, {}).get("status") == "done" and not again:
                 print(f"[{i}/{len(books)}] {name}: already done, skipped (resume)")
                 continue
             declared = declared_parameters(book)
@@ -144,7 +145,7 @@ def _run_unlocked(
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-    total = sum(v.get("seconds", 0) for v in state["notebooks"].values())
+    total = sum(state["notebooks"].get(b.stem, {}).get("seconds", 0) for b in books)
     print(f"All {len(books)} notebook(s) done; total {_fmt(total)}. Executed notebooks: {config.rel(executed)}")
     return state
 
@@ -164,16 +165,20 @@ def check_parameters(params: dict, books: list[Path]) -> dict:
         raise PipelineError(f"{exc}\nNothing was written.") from None
 
 
-def run(profile: str = "demo", data_dir=None, run_dir=None, notebooks=None, params=None, resume=False, overwrite=False) -> dict:
+def run(profile: str = "demo", data_dir=None, run_dir=None, notebooks=None, params=None, resume=False, overwrite=False,
+        again: bool = False) -> dict:
     """Execute the selected notebooks in order, holding the run directory's lock; returns the run state.
 
-    Parameters, the run directory and the data folder are checked before anything is written.
+    Parameters, the run directory and the data folder are checked before anything is written. ``again`` (with
+    ``resume``) executes the selected notebooks even where they are done (notebook 07 after new studies).
     """
+    if again and not resume:
+        raise PipelineError("--again reruns finished notebooks of an existing run: use it with --resume.")
     try:
         params = check_parameters(dict(params or {}), select(notebooks))
         cfg = config.resolve(profile=profile, data_dir=data_dir, run_dir=run_dir, claim=False)
         with RunLock(cfg.run_dir, what=f"'covidgan run --profile {profile}'"):
-            state = _run_unlocked(profile, data_dir, run_dir, notebooks, params, resume, overwrite)
+            state = _run_unlocked(profile, data_dir, run_dir, notebooks, params, resume, overwrite, again)
             for seed, sub in gan_seed_runs(cfg, select(notebooks)):
                 _run_gan_seed(profile, data_dir, sub, seed, select(notebooks), params)
             return state

@@ -86,8 +86,9 @@ def refuse_real_data(run_path: Path) -> None:
         )
 
 
-def publish(run_dir, dest=None, max_kb: int = 1024) -> list[Path]:
-    """Copy a finished run's executed notebooks over notebooks/ (cleaned), checking size and machine paths."""
+def publish(run_dir, dest=None, max_kb: int = 1024, only=None) -> list[Path]:
+    """Copy a finished run's executed notebooks over notebooks/ (cleaned), checking size and machine paths;
+    ``only``: the numbers to copy (e.g. ["07"]: what make studies ran, leaving 01-06 as make notebooks published them)."""
     import re
 
     run_path = config.resolve(run_dir=str(run_dir), claim=False).run_dir
@@ -95,6 +96,8 @@ def publish(run_dir, dest=None, max_kb: int = 1024) -> list[Path]:
     refuse_real_data(run_path)
     executed = sorted((run_path / "executed").glob("[0-9][0-9]_*.ipynb"))
     executed = [p for p in executed if not p.name.endswith(".failed.ipynb")]
+    if only is not None:
+        executed = [p for p in executed if p.name[:2] in {str(n).zfill(2) for n in only}]
     if not executed:
         raise PipelineError(f"No executed notebooks in {config.rel(run_path)}/executed. Run the pipeline first.")
     written, problems = [], []

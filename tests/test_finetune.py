@@ -87,3 +87,22 @@ def test_the_comparison_notebook_05_shows_when_the_run_holds_it(tmp_path):
     assert by.loc[0, "best control"] == "real+copies"
     assert any("random weights" in line for line in reading) and any("10.0 min" in line for line in reading)
     assert "too few" in reading[2]  # one seed: no verdict
+
+
+def test_the_reading_flags_one_class_heads_and_states_the_epochs():
+    rows = [{"trainable_blocks": k, "condition": c, "seed": 0, "accuracy": 0.625, "balanced_accuracy": bal,
+             "roc_auc": 0.8, "train_seconds": 1.0}
+            for k in (0, 1) for c, bal in (("real", 0.5 if k == 1 else 0.7), ("real+torch", 0.72))]
+    results = {"settings": {"seeds": [0], "epochs": 3, "head_epochs": 20}, "rows": rows, "seconds": {"0": 6.0, "1": 60.0},
+               "n_val": 192, "torch_threads": 2, "vgg16": "random"}
+    lines = finetune.reading(results)
+    flagged = next(line for line in lines if line.startswith("Heads that call nearly every image one class"))
+    assert "real at trainable_blocks = 1" in flagged and "trainable_blocks = 0" not in flagged
+    assert "Epochs: 20 at trainable_blocks = 0 (notebook 05's head), 3 with blocks unfrozen." in lines
+
+
+def test_pipeline_again_needs_resume(tmp_path):
+    from covidgan_utils import pipeline
+
+    with pytest.raises(pipeline.PipelineError, match="--again .* --resume"):
+        pipeline.run("smoke", run_dir=str(tmp_path / "r"), notebooks="01", again=True)

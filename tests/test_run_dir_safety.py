@@ -175,3 +175,21 @@ def test_artifacts_follow_the_users_umask(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+def test_publish_only_the_named_notebooks(tmp_path):
+    """make studies publishes notebook 07 alone: 01-06 stay as make notebooks published them."""
+    run_dir = tmp_path / "run"
+    config.resolve(profile="smoke", run_dir=str(run_dir))
+    (run_dir / "executed").mkdir()
+    book = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# t"]}], "metadata": {},
+            "nbformat": 4, "nbformat_minor": 5}
+    for name in ("01_data_exploration", "07_sweeps_and_gan_options"):
+        (run_dir / "executed" / f"{name}.ipynb").write_text(json.dumps(book))
+    write_json(run_dir / "data" / "info.json", {"phantoms": True})
+    write_json(run_dir / pipeline.STATE, {"data_dir": None})
+    dest = tmp_path / "notebooks"
+    dest.mkdir()
+    written = publish.publish(run_dir, dest=dest, only=["07"])
+    assert [p.name for p in written] == ["07_sweeps_and_gan_options.ipynb"]
+    assert sorted(p.name for p in dest.iterdir()) == ["07_sweeps_and_gan_options.ipynb"]
