@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## demo: the whole study on the built-in phantoms with the demo profile (about 20 min on 2 CPU cores)
+## demo: the whole study on the built-in phantoms with the demo profile (9 to 14 min on 2 CPU cores)
 demo: setup
 	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --resume $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
@@ -51,7 +51,7 @@ paper-smoke: setup
 
 ## studies: notebook 07's two studies, then notebook 07 itself on the demo run, published with the others: study 1
 ## (a planted shortcut; its own small GANs, SHORTCUT_SCALE=cpu|demo) and study 2 (VGG16's last blocks trained on the
-## demo run's images, 0 up to TRAINABLE_BLOCKS; 2 wants a GPU). About an hour on 2 CPU cores; finished parts are
+## demo run's images, 0 up to TRAINABLE_BLOCKS; 2 wants a GPU). About 20 min on 2 CPU cores; finished parts are
 ## read back. The GAN-option runs and the sweeps that notebook 07 also reads are `make sweeps`.
 SHORTCUT_SCALE ?= cpu
 TRAINABLE_BLOCKS ?= 1

@@ -190,7 +190,9 @@ def render_studies(run_dir) -> str:
               _markdown(s1["table"], SHORTCUT_COLUMNS), "", *[f"- {line}" for line in s1["reading"]], ""]
     s2s = s2.get("settings") or {}
     lines += [f"**Study 2, unfreezing VGG16's last blocks** (trainable_blocks {s2s.get('blocks')}, head seeds "
-              f"{s2s.get('seeds')}, {s2s.get('epochs')} epochs, on the images of {s2s.get('run_dir')}):", "",
+              f"{s2s.get('seeds')}, {s2s.get('epochs')} epochs with blocks unfrozen, "
+              f"{s2s.get('head_epochs', s2s.get('epochs'))} for the last layer alone, on the images of "
+              f"{s2s.get('run_dir')}):", "",
               _markdown(s2["table"], FINETUNE_COLUMNS), "", *[f"- {line}" for line in s2["reading"]], ""]
     found = [r.get("option") for r in summary.get("comparison") or []]
     missing = summary.get("missing_comparison_runs") or {}
