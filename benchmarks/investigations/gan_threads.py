@@ -8,7 +8,7 @@ so they compare as ratios:
 - ``sequential-1``: the same with one thread each (the cost of one thread alone);
 - ``parallel-1``: both at once, one thread each.
 
-    nice -n 5 .venv/bin/python benchmarks/investigations/gan_threads.py --epochs 6
+    python -m benchmarks.investigations.gan_threads --epochs 6
 """
 
 from __future__ import annotations
