@@ -263,6 +263,9 @@ def run(run_dir, out_dir=None, *, blocks=(0, 1, 2), conditions=CONDITIONS, seeds
     results = {"settings": s, "vgg16": info["used"], "rows": rows, "seconds": seconds,
                "n_val": int(len(val_y)), "torch_threads": torch.get_num_threads()}
     results["reading"] = reading(results)
+    from .pipeline import when_measured
+
+    results["measured"] = when_measured()  # a time means little without its date and load
     write_json(path, results)
     return results
 

@@ -212,6 +212,11 @@ def _run_gan_seed(profile, data_dir, sub: Path, seed: int, books: list[Path], pa
                resume=(sub / STATE).exists())
 
 
+def when_measured() -> dict:
+    """When a time was measured and under what load: {"finished": UTC minute, "load_average": [1, 5, 15 min]}."""
+    return {"finished": _now(), "load_average": _load_average()}
+
+
 def _now() -> str:
     import datetime
 

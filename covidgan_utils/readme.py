@@ -166,6 +166,13 @@ FINETUNE_COLUMNS = {"trainable_blocks": ("trainable blocks", 0), "condition": ("
                     "roc_auc": ("ROC AUC", 3), "train_seconds": ("training seconds", 0)}
 
 
+def _measured(study: dict) -> str:
+    """", finished 2026-12-01 05:27 UTC at load 3.1": when a study's time was taken, if it was recorded."""
+    m = study.get("measured") or {}
+    load = m.get("load_average")
+    return (f", finished {m.get('finished', 'n/a')} at load {load[0]:.1f}" if load else "") if m else ""
+
+
 def render_studies(run_dir) -> str:
     """The README's studies section from notebook 07's run in ``run_dir`` (its studies/summary.json)."""
     run_dir = Path(run_dir)
@@ -186,13 +193,14 @@ def render_studies(run_dir) -> str:
     lines += [f"**Study 1, a planted shortcut** (scale `{s1['scale']}`: {s1s.get('image_size')} px, GAN(s) "
               f"{', '.join(s1s.get('frameworks') or [])} for {s1s.get('gan_epochs')} epochs, head seeds "
               f"{s1s.get('seeds')}; {minutes.get('total', float('nan')):.1f} min: shortcut arm "
-              f"{minutes.get('shortcut', float('nan')):.1f}, clean arm {minutes.get('clean', float('nan')):.1f}):", "",
+              f"{minutes.get('shortcut', float('nan')):.1f}, clean arm {minutes.get('clean', float('nan')):.1f}"
+              f"{_measured(s1)}):", "",
               _markdown(s1["table"], SHORTCUT_COLUMNS), "", *[f"- {line}" for line in s1["reading"]], ""]
     s2s = s2.get("settings") or {}
     lines += [f"**Study 2, unfreezing VGG16's last blocks** (trainable_blocks {s2s.get('blocks')}, head seeds "
               f"{s2s.get('seeds')}, {s2s.get('epochs')} epochs with blocks unfrozen, "
               f"{s2s.get('head_epochs', s2s.get('epochs'))} for the last layer alone, on the images of "
-              f"{s2s.get('run_dir')}):", "",
+              f"{s2s.get('run_dir')}; {sum((s2.get('seconds') or {}).values()) / 60:.1f} min{_measured(s2)}):", "",
               _markdown(s2["table"], FINETUNE_COLUMNS), "", *[f"- {line}" for line in s2["reading"]], ""]
     found = [r.get("option") for r in summary.get("comparison") or []]
     missing = summary.get("missing_comparison_runs") or {}

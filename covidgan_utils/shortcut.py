@@ -214,6 +214,9 @@ def run(scale: str = "cpu", out_dir=None, progress: bool = True, reuse: bool = T
         results["seconds"][arm] = time.perf_counter() - t
     results["seconds"]["total"] = time.perf_counter() - start
     results["reading"] = reading(results)
+    from .pipeline import when_measured
+
+    results["measured"] = when_measured()  # a time means little without its date and load
     write_json(path, results)
     return results
 

@@ -124,3 +124,8 @@ def test_resume_accepts_other_notebook_only_parameters_but_not_other_run_setting
     assert state["params"] == {} and state["notebooks"]["01_data_exploration"] == done
     with pytest.raises(pipeline.PipelineError, match="other settings"):
         pipeline._run_unlocked("smoke", None, str(run_dir), "01", {"split_seed": 3}, resume=True)
+
+
+def test_when_measured_gives_the_time_and_the_load():
+    m = pipeline.when_measured()
+    assert m["finished"].endswith("UTC") and (m["load_average"] is None or len(m["load_average"]) == 3)

@@ -102,6 +102,7 @@ def test_studies_section_is_written_from_notebook_07s_summary(run_dir, tmp_path)
         "shortcut": {"scale": "cpu", "vgg16": "random", "reading": ["the prediction follows the letter."],
                      "settings": {"image_size": 32, "frameworks": ["torch"], "gan_epochs": 6, "seeds": [0, 1, 2]},
                      "seconds": {"shortcut": 600.0, "clean": 300.0, "total": 900.0},
+                     "measured": {"finished": "2026-12-01 05:27 UTC", "load_average": [3.14, 2.0, 1.5]},
                      "table": [{"arm": "shortcut", "condition": "real", "home accuracy": 0.661,
                                 "external accuracy": 0.505, "drop": 0.156, "flip: class changed": 0.07}]},
         "finetune": {"vgg16": "random", "reading": ["trainable_blocks = 1 (last 1 block(s) trained too): gain."],
@@ -118,6 +119,8 @@ def test_studies_section_is_written_from_notebook_07s_summary(run_dir, tmp_path)
     assert "| shortcut | real | 0.661 | 0.505 | 0.156 | 0.070 |" in studies
     assert "| 1 | real+tf | 0.750 | 0.700 | 0.812 | 40 |" in studies
     assert "- the prediction follows the letter." in studies and "15.0 min" in studies
+    assert "clean arm 5.0, finished 2026-12-01 05:27 UTC at load 3.1)" in studies  # each study's time with its load
+    assert "runs/demo; 3.0 min):" in studies  # study 2 recorded no load (an older result): none is made up
     assert "finished 2026-12-01 06:00 UTC, load average 1.5 / 1.6 / 1.7" in studies
     assert "not run: ACGAN (`make sweeps`)" in studies and "sweep: not run" in studies
     times = text.split(readme.START)[1]
