@@ -60,6 +60,11 @@ def run_settings(run_dir: Path) -> dict:
     return values
 
 
+def _load_text(load) -> str:
+    """"1.8 / 1.9 / 2.0": the 1, 5 and 15 minute load averages as recorded; "n/a" where none was."""
+    return " / ".join(f"{x:.1f}" for x in load) if load else "n/a"
+
+
 def _times(pipeline: dict) -> str:
     rows = ["| notebook | seconds in this run | finished | load average (1/5/15 min) at the end | CPUs |",
             "| --- | --- | --- | --- | --- |"]
@@ -70,8 +75,8 @@ def _times(pipeline: dict) -> str:
             continue
         total += seconds
         load = entry.get("load_average")
-        rows.append(f"| `{name}` | {seconds:.0f} | {entry.get('finished', 'n/a')} | "
-                    f"{' / '.join(f'{x:.1f}' for x in load) if load else 'n/a'} | {entry.get('cpus', 'n/a')} |")
+        rows.append(f"| `{name}` | {seconds:.0f} | {entry.get('finished', 'n/a')} | {_load_text(load)} | "
+                    f"{entry.get('cpus', 'n/a')} |")
     rows.append(f"| total | {total:.0f} ({total / 60:.1f} min) | | | |")
     return "\n".join(rows)
 
@@ -169,8 +174,7 @@ FINETUNE_COLUMNS = {"trainable_blocks": ("trainable blocks", 0), "condition": ("
 def _measured(study: dict) -> str:
     """", finished 2026-12-01 05:27 UTC at load 3.1": when a study's time was taken, if it was recorded."""
     m = study.get("measured") or {}
-    load = m.get("load_average")
-    return (f", finished {m.get('finished', 'n/a')} at load {load[0]:.1f}" if load else "") if m else ""
+    return f", finished {m['finished']} at load {m['load_average'][0]:.1f}" if m.get("load_average") else ""
 
 
 def render_studies(run_dir) -> str:
@@ -183,8 +187,8 @@ def render_studies(run_dir) -> str:
     entry = next((v for k, v in entry.items() if k.startswith(STUDIES_NOTEBOOK)), {})
     load = entry.get("load_average")
     s1, s2 = summary["shortcut"], summary["finetune"]
-    when = (f"finished {entry.get('finished', 'n/a')}, load average "
-            f"{' / '.join(f'{x:.1f}' for x in load) if load else 'n/a'} at the end, {entry.get('cpus', 'n/a')} CPUs")
+    when = (f"finished {entry.get('finished', 'n/a')}, load average {_load_text(load)} at the end, "
+            f"{entry.get('cpus', 'n/a')} CPUs")
     lines = [STUDIES_START,
              f"One run of `make studies` on the run above ({when}). VGG16 weights: study 1 {s1.get('vgg16', 'n/a')}, "
              f"study 2 {s2.get('vgg16', 'n/a')}.", ""]
