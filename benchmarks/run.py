@@ -37,7 +37,7 @@ if not __package__ and "benchmarks" not in sys.modules:  # run as a file: load t
 from benchmarks._timing import write_json  # noqa: E402
 
 # Order matters: the peak first, so the training benchmarks can report a fraction of it.
-BENCHMARKS = ["gemm_peak", "data_cache", "torch_cgan_train", "tf_cgan_train", "vgg16_last_layer"]
+BENCHMARKS = ["gemm_peak", "data_cache", "torch_cgan_train", "tf_cgan_train", "vgg16_last_layer", "vgg16_features"]
 
 
 def _rows(out) -> list[dict]:

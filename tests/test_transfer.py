@@ -88,6 +88,22 @@ def test_cached_features_equal_frozen_forward_every_epoch():
     assert not torch.allclose(head_a.weight, head_c.weight)
 
 
+def test_channels_last_features_equal_the_default_layouts_and_leave_the_model_as_it_was():
+    """The fast memory order (the default) changes the features only by float rounding, and hands the model back in
+    the order it came in, whichever that was."""
+    model = tiny_model()
+    images, _ = toy_images(12)
+    plain = transfer.extract_features(model, images, SIZE, batch_size=5, progress=False, channels_last=False)
+    fast = transfer.extract_features(model, images, SIZE, batch_size=5, progress=False)
+    assert plain.shape == fast.shape == (12, model.classifier[6].in_features) and np.abs(plain).max() > 0
+    np.testing.assert_allclose(fast, plain, rtol=1e-4, atol=1e-5 * np.abs(plain).max())
+    first = model.features[0].weight
+    assert first.is_contiguous() and not first.is_contiguous(memory_format=torch.channels_last)
+    model.features.to(memory_format=torch.channels_last)
+    transfer.extract_features(model, images[:2], SIZE, progress=False, channels_last=False)
+    assert model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_frozen_dropout_is_identity_in_eval_mode():
     model = tiny_model()
     x = transfer.preprocess(toy_images(4)[0], SIZE)
