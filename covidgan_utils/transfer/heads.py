@@ -25,6 +25,7 @@ CONDITIONS = (
 """No-GAN controls: ``real+copies`` tops each class up to the same target with copies of real images;
 ``real+classweight`` trains on the real images with a class-weighted loss (weights n / (2 n_class))."""
 NOTEBOOK_04 = NOTEBOOKS["04"]
+FUSED_ADAM = True  # one fused Adam kernel per step: most of a head step was Adam's per-op overhead
 PREDICTION_COLUMNS = ["condition", "seed", "path", "label", "prob_covid", "pred"]
 
 
@@ -100,7 +101,7 @@ def _fit(get_batch, labels, n_features: int, *, device, epochs=20, batch_size=32
             )
     n = len(y)
     head = new_head(n_features, len(CLASSES), seed).to(device)
-    opt = torch.optim.Adam(head.parameters(), lr=lr)
+    opt = torch.optim.Adam(head.parameters(), lr=lr, fused=FUSED_ADAM)
     gen = torch.Generator().manual_seed(int(seed))
     losses = []
     for _ in range(epochs):
