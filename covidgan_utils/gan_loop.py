@@ -57,6 +57,9 @@ class Options:
     lr: float = 2e-4  # Adam, as in the report
     betas: tuple = (0.5, 0.999)
     diffaugment: str | None = None  # DiffAugment policy, e.g. "color,translation,cutout" (None: off)
+    # Both: sample from a moving average of the generator's weights, w_avg <- ema * w_avg + (1 - ema) * w after
+    # every step (BatchNorm's running statistics too). None: off, as in the report. See ``average_generator``.
+    ema: float | None = None
     device: str | None = None  # PyTorch: "cpu", "cuda", "mps" (None: the best available)
     amp: bool = False  # PyTorch on a GPU: bf16 autocast
     compile: bool = False  # PyTorch on a GPU: torch.compile
@@ -79,7 +82,11 @@ class Options:
         return dataclasses.replace(options or cls(), **changes)
 
     def check(self, framework: str) -> None:
-        """Refuse a switch of the other framework set to something other than its default."""
+        """Refuse a switch of the other framework set to something other than its default, and an ``ema``
+        outside (0, 1)."""
+        if self.ema is not None and not 0.0 < float(self.ema) < 1.0:
+            raise ValueError(f"ema (the generator average's decay per step) must lie in (0, 1), not {self.ema}; "
+                             "0.99 averages about the last 100 steps, None turns it off.")
         other = self.TF_ONLY if framework == "torch" else self.TORCH_ONLY
         default = type(self)()
         set_here = [name for name in other if getattr(self, name) != getattr(default, name)]
@@ -192,6 +199,8 @@ def train(
         "discriminator_kwargs": d_kwargs,
         "options": {"diffaugment": ",".join(parse_policy(options.diffaugment)) or "off", "variant": variant},
     }
+    if options.ema is not None:  # only when on, so checkpoints made before the option still resume
+        fingerprint["options"]["ema"] = float(options.ema)
     sample_every = options.sample_every or checkpoint_every
 
     check_folder(out_dir, resume)

@@ -121,14 +121,20 @@ class Trainer:
     ):
         if options.deterministic:
             tf.config.experimental.enable_op_determinism()
+        # Adam trains raw_generator. With ``ema`` on, the caller's generator holds the moving average of its
+        # weights (what is sampled and saved as "generator") and raw_generator is a copy that training updates.
+        raw = generator
+        if options.ema is not None:
+            raw = build_generator(**build_kwargs(generator))  # before set_seed: the run's random stream is unchanged
+            raw.set_weights(generator.get_weights())
         set_seed(seed)
         self.rng = tf.random.Generator.from_seed(seed)  # noise and DiffAugment; checkpointed
         beta_1, beta_2 = options.betas
         self.g_opt = keras.optimizers.Adam(learning_rate=options.lr, beta_1=beta_1, beta_2=beta_2, name="g_adam")
         self.d_opt = keras.optimizers.Adam(learning_rate=options.lr, beta_1=beta_1, beta_2=beta_2, name="d_adam")
-        self.g_opt.build(generator.trainable_variables)  # built now, so a checkpoint can restore their slots
+        self.g_opt.build(raw.trainable_variables)  # built now, so a checkpoint can restore their slots
         self.d_opt.build(discriminator.trainable_variables)
-        self.generator, self.discriminator = generator, discriminator
+        self.generator, self.raw_generator, self.discriminator = generator, raw, discriminator
         self.objects = {
             "generator": generator,
             "discriminator": discriminator,
@@ -136,6 +142,11 @@ class Trainer:
             "d_optimizer": self.d_opt,
             "rng": self.rng,
         }
+        averaged = []
+        if options.ema is not None:
+            self.objects["raw_generator"] = raw
+            averaged = list(zip(generator.weights, raw.weights))  # BatchNorm's moving statistics included
+        decay = float(options.ema or 0.0)
         self.x, self.y = tf.constant(images), tf.constant(labels.astype(np.int32)[:, None])
         latent_dim = build_kwargs(generator)["latent_dim"]
         policy = parse_policy(options.diffaugment)
@@ -144,9 +155,10 @@ class Trainer:
         def step(idx):
             real = tf.cast(tf.gather(self.x, idx), tf.float32) / 127.5 - 1.0
             z = self.rng.normal([tf.shape(idx)[0], latent_dim])
-            return train_step(
-                real, tf.gather(self.y, idx), z, generator, discriminator, self.g_opt, self.d_opt, augment
-            )
+            stats = train_step(real, tf.gather(self.y, idx), z, raw, discriminator, self.g_opt, self.d_opt, augment)
+            for avg, new in averaged:  # the moving average, after the step's updates (ops on a variable keep order)
+                avg.assign(decay * avg + (1.0 - decay) * new)
+            return stats
 
         def evaluate(z, y):
             fake = generator([z, y], training=False)

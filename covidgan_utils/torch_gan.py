@@ -152,10 +152,17 @@ class Trainer:
             print(f"amp/compile are GPU switches; ignored on {self.device.type}.", file=sys.stderr)
             amp = compile_ = False
         fmt = torch.channels_last if options.channels_last else torch.contiguous_format
+        # Adam trains raw_generator. With ``ema`` on, the caller's generator holds the moving average of its
+        # weights (what is sampled and saved as "generator") and raw_generator is a copy that training updates.
+        raw = generator
+        if options.ema is not None:
+            raw = build_generator(**build_kwargs(generator))
+            raw.load_state_dict(generator.state_dict())
         self.generator = generator.to(self.device, memory_format=fmt).train()
+        self.raw_generator = raw.to(self.device, memory_format=fmt).train()
         self.discriminator = discriminator.to(self.device, memory_format=fmt).train()
         adam = functools.partial(torch.optim.Adam, lr=options.lr, betas=tuple(options.betas), fused=options.fused_adam)
-        self.g_opt, self.d_opt = adam(generator.parameters()), adam(discriminator.parameters())
+        self.g_opt, self.d_opt = adam(raw.parameters()), adam(discriminator.parameters())
         set_seed(seed)
         self.objects = {
             "generator": generator,
@@ -164,12 +171,18 @@ class Trainer:
             "d_optimizer": self.d_opt,
             "rng": _GlobalRNG(),
         }
+        self.ema = options.ema
+        self._averaged = []
+        if self.ema is not None:
+            self.objects["raw_generator"] = raw
+            # state_dict tensors share the models' storage: updating them in place updates the average
+            self._averaged = list(zip(generator.state_dict().values(), raw.state_dict().values()))
         self.x = torch.from_numpy(images).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
         self.x = self.x.contiguous(memory_format=fmt)
         self.y = torch.from_numpy(labels).to(self.device)
-        self.g_step, self.d_step = generator, discriminator
+        self.g_step, self.d_step = raw, discriminator
         if amp:
-            self.g_step, self.d_step = _Autocast(generator, "cuda"), _Autocast(discriminator, "cuda")
+            self.g_step, self.d_step = _Autocast(raw, "cuda"), _Autocast(discriminator, "cuda")
         if compile_:
             self.g_step, self.d_step = torch.compile(self.g_step), torch.compile(self.d_step)
         policy = parse_policy(options.diffaugment)
@@ -185,7 +198,20 @@ class Trainer:
     def step(self, idx: torch.Tensor) -> torch.Tensor:
         """One train_step on the batch images[idx] with fresh noise; the statistics stay on the device."""
         z = torch.randn(len(idx), self.latent_dim, device=self.device)
-        return train_step(self.x[idx], self.y[idx], z, self.g_step, self.d_step, self.g_opt, self.d_opt, self.augment)
+        stats = train_step(self.x[idx], self.y[idx], z, self.g_step, self.d_step, self.g_opt, self.d_opt, self.augment)
+        if self._averaged:
+            self.average()
+        return stats
+
+    @torch.no_grad()
+    def average(self) -> None:
+        """One step of the generator's moving average: w_avg <- ema * w_avg + (1 - ema) * w, BatchNorm's running
+        statistics included (its step counter is copied)."""
+        for avg, new in self._averaged:
+            if avg.is_floating_point():
+                avg.lerp_(new, 1.0 - self.ema)
+            else:
+                avg.copy_(new)
 
     def epoch(self, order: np.ndarray) -> list[float]:
         """Every batch of one epoch ((steps, batch) indices); the batch-mean statistics, read back once."""

@@ -6,6 +6,7 @@ PRDC recall in the fixed features, plus seconds per epoch. One JSON line per run
 
     nice -n 10 .venv/bin/python benchmarks/investigations/demo_gan_quality.py torch --epochs 40
     nice -n 10 .venv/bin/python benchmarks/investigations/demo_gan_quality.py tf --lr 4e-4 --diffaugment color,translation
+    .venv/bin/python -m benchmarks.investigations.demo_gan_quality torch --lr 5e-4 --ema 0.99
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--lr", type=float, default=2e-4)
     ap.add_argument("--beta1", type=float, default=0.5)
     ap.add_argument("--diffaugment", default=None)
+    ap.add_argument("--ema", type=float, default=None, help="sample from a moving average of G's weights (decay per step)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tag", default="")
     ap.add_argument("--run-dir", default="runs/inv18")
@@ -57,7 +59,7 @@ def main(argv=None) -> dict:
     width = args.width or cfg.settings[f"{fw}_width"]
     epochs = args.epochs or cfg.settings[f"{fw}_epochs"]
     batch = args.batch_size or cfg.settings[f"{fw}_batch_size"]
-    name = args.tag or f"{fw}_w{width}_e{epochs}_b{batch}_lr{args.lr:g}_b1{args.beta1:g}_da{args.diffaugment or 'off'}_s{args.seed}"
+    name = args.tag or f"{fw}_w{width}_e{epochs}_b{batch}_lr{args.lr:g}_b1{args.beta1:g}_da{args.diffaugment or 'off'}_ema{args.ema or 'off'}_s{args.seed}"
     out_dir = Path(cfg.run_dir) / "candidates" / name
     if out_dir.exists() and not (args.keep or args.score_only):
         import shutil
@@ -75,7 +77,7 @@ def main(argv=None) -> dict:
         generator, discriminator, x_tr, y_tr, epochs=epochs, batch_size=batch, out_dir=out_dir,
         checkpoint_every=every, seed=args.seed, progress=False,
         options=gan.Options(sample_every=every, keep_last=0, lr=args.lr, betas=(args.beta1, 0.999),
-                            diffaugment=args.diffaugment),
+                            diffaugment=args.diffaugment, ema=args.ema),
     )
     train_s = time.perf_counter() - t0
     if history is None:
@@ -90,7 +92,7 @@ def main(argv=None) -> dict:
         row = score(cfg, gan, fw, g, x_tr, y_tr, x_val, y_val)
         row.update(
             name=name, framework=fw, width=width, epochs=int(state["epoch"]), batch_size=batch, lr=args.lr,
-            beta1=args.beta1, diffaugment=args.diffaugment, seed=args.seed,
+            beta1=args.beta1, diffaugment=args.diffaugment, ema=args.ema, seed=args.seed,
             s_per_epoch=float(np.median(history["seconds"])), train_s=train_s,
             final={k: float(history[k].iloc[int(state["epoch"]) - 1]) for k in ("d_loss", "g_loss", "d_real", "d_fake")},
             load=os.getloadavg(), time=time.strftime("%Y-%m-%d %H:%M:%S"),
