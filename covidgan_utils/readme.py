@@ -117,6 +117,11 @@ def _quality_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
+def _average_text(decay) -> str:
+    """', sampled from a weight average (decay 0.99)' when the run averaged the generator's weights, else ''."""
+    return f", sampled from a weight average (decay {decay:g})" if decay else ""
+
+
 def render(run_dir) -> str:
     """The README's results section for the finished run in ``run_dir`` (markdown, between the markers)."""
     run_dir = Path(run_dir)
@@ -128,8 +133,9 @@ def render(run_dir) -> str:
         START,
         f"One run of `make notebooks` (profile `{pipeline.get('profile')}`: {s['image_size']} px, PyTorch GAN "
         f"{s['torch_epochs']} epochs at width {s['torch_width']:g} (batch {s['torch_batch_size']}, Adam lr "
-        f"{s['torch_lr']:g}), TensorFlow GAN {s['tf_epochs']} epochs at width {s['tf_width']:g} (batch "
-        f"{s['tf_batch_size']}, Adam lr {s['tf_lr']:g}), GAN seed {s['gan_seeds'][0]}; VGG16 last layer {results.get('epochs')} epochs, "
+        f"{s['torch_lr']:g}{_average_text(s.get('torch_ema'))}), TensorFlow GAN {s['tf_epochs']} epochs at width "
+        f"{s['tf_width']:g} (batch {s['tf_batch_size']}, Adam lr {s['tf_lr']:g}{_average_text(s.get('tf_ema'))}), "
+        f"GAN seed {s['gan_seeds'][0]}; VGG16 last layer {results.get('epochs')} epochs, "
         f"{len(results.get('seeds') or [])} head seed(s); {n_val} validation images). "
         f"VGG16 weights: {glance.weights_text(results)}.",
         "",

@@ -20,12 +20,26 @@ def test_profiles_are_the_defaults_with_their_changes():
             assert settings.check(key, value) == value, (name, key)
 
 
-def test_learning_rates_are_the_reports_except_the_demos_pytorch_cgan(tmp_path):
-    """The paper profile keeps the report's Adam rate; the demo's PyTorch cGAN takes a larger step (fewer updates)."""
+def test_learning_rates_are_the_reports_except_the_demos(tmp_path):
+    """The paper profile keeps the report's Adam rate; the demo's cGANs take a larger step (fewer updates)."""
     assert {p: (v["torch_lr"], v["tf_lr"]) for p, v in config.PROFILES.items()} == {
-        "smoke": (2e-4, 2e-4), "demo": (5e-4, 2e-4), "paper": (2e-4, 2e-4), "paper-smoke": (2e-4, 2e-4)}
+        "smoke": (2e-4, 2e-4), "demo": (5e-4, 5e-4), "paper": (2e-4, 2e-4), "paper-smoke": (2e-4, 2e-4)}
     cfg = config.resolve(profile="demo", run_dir=str(tmp_path / "r"), torch_lr=settings.check("lr", "1e-3"))
-    assert cfg.torch_lr == 1e-3 and cfg.is_set("torch_lr") and cfg.tf_lr == 2e-4
+    assert cfg.torch_lr == 1e-3 and cfg.is_set("torch_lr") and cfg.tf_lr == 5e-4
+
+
+def test_the_generator_average_is_off_in_the_reports_profiles_and_one_parameter_sets_both(tmp_path):
+    """The paper profiles sample the trained weights, as the report did; ``ema`` sets both frameworks, 0 is off."""
+    assert config.PROFILES["paper"]["torch_ema"] == config.PROFILES["paper"]["tf_ema"] == 0.0
+    assert config.PROFILES["paper-smoke"]["torch_ema"] == config.PROFILES["paper-smoke"]["tf_ema"] == 0.0
+    demo = config.PROFILES["demo"]
+    assert 0.9 <= demo["torch_ema"] < 1 and 0.9 <= demo["tf_ema"] < 1
+    assert settings.PARAMETER_ALIASES["ema"] == ("torch_ema", "tf_ema")
+    cfg = config.resolve(profile="paper", run_dir=str(tmp_path / "r"), tf_ema=settings.check("ema", "0.995"))
+    assert cfg.tf_ema == 0.995 and cfg.torch_ema == 0.0
+    for bad in (1.0, -0.1, "slow"):
+        with pytest.raises(settings.SettingError, match="'torch_ema' \\(notebook parameter 'ema'\\)"):
+            settings.check("ema", bad)
 
 
 def test_resolve_fills_every_setting_and_remembers_what_was_given(tmp_path):
