@@ -200,11 +200,11 @@ class Trainer:
         z = torch.randn(len(idx), self.latent_dim, device=self.device)
         stats = train_step(self.x[idx], self.y[idx], z, self.g_step, self.d_step, self.g_opt, self.d_opt, self.augment)
         if self._averaged:
-            self.average()
+            self._average()
         return stats
 
     @torch.no_grad()
-    def average(self) -> None:
+    def _average(self) -> None:
         """One step of the generator's moving average: w_avg <- ema * w_avg + (1 - ema) * w, BatchNorm's running
         statistics included (its step counter is copied)."""
         for avg, new in self._averaged:
