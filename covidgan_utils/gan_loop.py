@@ -58,7 +58,8 @@ class Options:
     betas: tuple = (0.5, 0.999)
     diffaugment: str | None = None  # DiffAugment policy, e.g. "color,translation,cutout" (None: off)
     # Both: sample from a moving average of the generator's weights, w_avg <- ema * w_avg + (1 - ema) * w after
-    # every step (BatchNorm's running statistics too). None: off, as in the report. See ``average_generator``.
+    # every step (BatchNorm's running statistics too). None: off, as in the report. Adam then trains a copy, the
+    # Trainers' ``raw_generator``; the average is what is saved as "generator" and sampled.
     ema: float | None = None
     device: str | None = None  # PyTorch: "cpu", "cuda", "mps" (None: the best available)
     amp: bool = False  # PyTorch on a GPU: bf16 autocast
