@@ -3,8 +3,9 @@
 Whatever creates a run directory (the pipeline, a sweep, a notebook run by hand) writes the marker
 ``RUN/.covidgan-run``. A folder is refused as a run directory when it is, contains or lies inside the
 data folder, or is (or contains) the repository, the user's home or ``/``; a non-empty folder without
-the marker is refused too, unless it holds only this project's artifacts (a run made before the marker
-existed), which is then marked. ``--overwrite`` deletes only the artifacts named in :data:`ARTIFACTS`.
+the marker is refused too, unless it is an old run of this project (made before the marker existed: it holds
+the ``pipeline.json`` the pipeline writes and nothing but this project's artifacts), which is then marked. Names
+alone prove nothing: a user's own ``data/`` and ``figures/`` are not adopted. ``--overwrite`` deletes only the artifacts named in :data:`ARTIFACTS`.
 """
 
 from __future__ import annotations
@@ -85,17 +86,39 @@ def is_marked(run_dir: Path) -> bool:
     return (Path(run_dir) / MARKER).is_file()
 
 
+def _is_old_run(run_dir: Path) -> bool:
+    """An unmarked folder that the pipeline wrote before the marker existed: its ``pipeline.json`` is a JSON object
+    with the run state's ``notebooks`` table (what pipeline.py writes first, before any notebook runs)."""
+    import json
+
+    state = Path(run_dir) / "pipeline.json"
+    if state.is_symlink() or not state.is_file():
+        return False
+    try:
+        data = json.loads(state.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("notebooks"), dict)
+
+
 def check_owned(run_dir: Path) -> None:
-    """Refuse an existing non-empty folder that is no run directory of this project (marked, or old-style)."""
+    """Refuse an existing non-empty folder that is no run directory of this project (marked, or an old run)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir() or is_marked(run_dir):
         return
+    entries = sorted(p.name for p in run_dir.iterdir() if not _temporary(p.name))
+    if not entries:
+        return
+    fix = "Nothing was written or deleted. Fix: choose a new or empty folder for the run, e.g. --run-dir runs/<name>."
     foreign = foreign_entries(run_dir)
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise RunDirError(f"{_shown(run_dir)} is not empty and is no run directory of this project (it holds {shown}). {fix}")
+    if not _is_old_run(run_dir):
+        shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
         raise RunDirError(
-            f"{_shown(run_dir)} is not empty and is no run directory of this project (it holds {shown}). "
-            "Nothing was written or deleted. Fix: choose a new or empty folder for the run, e.g. --run-dir runs/<name>."
+            f"{_shown(run_dir)} is not empty and is no run directory of this project (it holds {shown}, but no "
+            f"{MARKER} marker and no pipeline.json of a run: folders of these names may be your own). {fix}"
         )
 
 

@@ -193,3 +193,28 @@ def test_publish_only_the_named_notebooks(tmp_path):
     written = publish.publish(run_dir, dest=dest, only=["07"])
     assert [p.name for p in written] == ["07_sweeps_and_gan_options.ipynb"]
     assert sorted(p.name for p in dest.iterdir()) == ["07_sweeps_and_gan_options.ipynb"]
+
+
+@pytest.mark.parametrize("state", [None, "not json", {"profile": "smoke"}])
+def test_a_folder_holding_only_names_the_project_uses_is_not_adopted(tmp_path, state):
+    """The user's own data/ and figures/ (and a pipeline.json that is no run state) prove nothing: refused."""
+    folder = tmp_path / "my-project"
+    (folder / "data").mkdir(parents=True)
+    (folder / "data" / "scans.csv").write_text("id,label\n1,COVID\n")
+    (folder / "figures").mkdir()
+    (folder / "figures" / "plot.png").write_bytes(b"png")
+    if state is not None:
+        (folder / pipeline.STATE).write_text(state if isinstance(state, str) else json.dumps(state))
+    before = _snapshot(folder)
+    with pytest.raises(runs.RunDirError, match="not empty and is no run directory") as err:
+        config.resolve(profile="smoke", run_dir=str(folder))
+    message = str(err.value)
+    assert "my-project" in message and "data, figures" in message
+    assert "Nothing was written or deleted" in message and "Fix: choose a new or empty folder" in message
+    for kwargs in ({"overwrite": True}, {"resume": True}, {}):
+        with pytest.raises(pipeline.PipelineError, match="no run directory"):
+            pipeline.run("smoke", run_dir=str(folder), notebooks="01", **kwargs)
+    with pytest.raises(runs.RunDirError):
+        runs.claim(folder)
+    assert _snapshot(folder) == before
+    assert not (folder / runs.MARKER).exists()
