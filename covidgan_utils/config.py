@@ -153,10 +153,35 @@ def resolve(
     settings.update(checked)
     cfg = Config(profile=profile, run_dir=run_path, data_dir=data_path, settings=settings,
                  run_overrides=run_overrides, explicit=explicit)
+    external_path(settings.get("external_dir"), run_path, data_path)
     runs.check_owned(run_path)
     if claim:
         runs.claim(run_path)
     return cfg
+
+
+def external_path(folder: str | os.PathLike | None, run_dir: Path, data_dir: Path | None = None) -> Path | None:
+    """The external test folder (setting ``external_dir``) as an absolute path, relative ones taken from the
+    repository root; refused when it is, contains or lies inside the run directory (the run's own files, which
+    --overwrite deletes, are no hospital's images) or when it is the data folder (the run's own training images)."""
+    if folder is None or folder == "":
+        return None
+    path = Path(folder).expanduser()
+    path = (path if path.is_absolute() else repo_root() / path).resolve()
+    run_dir = Path(run_dir).resolve()
+    given = f"Parameter 'external_dir' = {str(folder)!r}"
+    fix = ("Nothing was written. Fix: keep the external images in a folder of their own outside the run directory "
+           "(e.g. next to the dataset) and pass that folder as external_dir.")
+    if path == run_dir or run_dir in path.parents:
+        raise SettingError(f"{given} is or lies inside the run directory {rel(run_dir)}; the run's own files are no "
+                           f"external test set and --overwrite deletes what the project writes there. {fix}")
+    if path in run_dir.parents:
+        raise SettingError(f"{given} contains the run directory {rel(run_dir)}; the run's own images would be read "
+                           f"as another hospital's. {fix}")
+    if data_dir is not None and path == Path(data_dir).resolve():
+        raise SettingError(f"{given} is the data folder {rel(path)}; the run trains on it, so it is no external "
+                           f"test set. {fix}")
+    return path
 
 
 def setting_names() -> set[str]:

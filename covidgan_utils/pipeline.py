@@ -177,6 +177,8 @@ def run(profile: str = "demo", data_dir=None, run_dir=None, notebooks=None, para
     try:
         params = check_parameters(dict(params or {}), select(notebooks))
         cfg = config.resolve(profile=profile, data_dir=data_dir, run_dir=run_dir, claim=False)
+        # -p external_dir is checked against the run directory before anything is written (notebook 05 reads it)
+        config.external_path(params.get("external_dir", cfg.external_dir), cfg.run_dir, cfg.data_dir)
         with RunLock(cfg.run_dir, what=f"'covidgan run --profile {profile}'"):
             state = _run_unlocked(profile, data_dir, run_dir, notebooks, params, resume, overwrite, again)
             for seed, sub in gan_seed_runs(cfg, select(notebooks)):

@@ -18,7 +18,7 @@ LOCK = ".lock"
 # Everything the project writes at the top of a run directory; --overwrite deletes these and nothing else.
 ARTIFACTS = (
     "pipeline.json", "overrides.json", "provenance.json", "executed", "data", "torch_gan", "tf_gan",
-    "synthetic", "transfer", "evaluation", "figures", "studies", "sweeps", "external", "gan_seeds",
+    "synthetic", "transfer", "evaluation", "figures", "studies", "sweeps", "gan_seeds",
 )
 _KEPT = (MARKER, LOCK)
 

@@ -218,3 +218,27 @@ def test_a_folder_holding_only_names_the_project_uses_is_not_adopted(tmp_path, s
         runs.claim(folder)
     assert _snapshot(folder) == before
     assert not (folder / runs.MARKER).exists()
+
+
+def test_external_images_in_the_run_dir_are_refused_and_survive_overwrite(tmp_path, dataset):
+    run_dir = tmp_path / "run"
+    config.resolve(profile="smoke", run_dir=str(run_dir))
+    hospital = run_dir / "external" / "COVID"
+    hospital.mkdir(parents=True)
+    (hospital / "scan-1.png").write_bytes(b"someone's x-ray")
+    write_json(run_dir / pipeline.STATE, {"profile": "smoke", "notebooks": {}})
+    before = _snapshot(run_dir / "external")
+    for where in (run_dir / "external", run_dir, tmp_path):
+        with pytest.raises(config.SettingError, match="external_dir") as err:
+            config.resolve(profile="smoke", run_dir=str(run_dir), external_dir=str(where))
+        assert "run directory" in str(err.value) and "Fix: keep the external images" in str(err.value)
+        with pytest.raises(pipeline.PipelineError, match="run directory"):
+            pipeline.run("smoke", run_dir=str(run_dir), notebooks="05", params={"external_dir": str(where)},
+                         overwrite=True)
+    with pytest.raises(config.SettingError, match="is the data folder"):
+        config.resolve(profile="smoke", data_dir=str(dataset), run_dir=str(tmp_path / "run2"), external_dir=str(dataset))
+    assert not (tmp_path / "run2").exists()
+    assert "external" not in runs.ARTIFACTS
+    assert runs.clear(run_dir) == ["external"]  # never the project's: --overwrite leaves it
+    assert _snapshot(run_dir / "external") == before
+    config.resolve(profile="smoke", run_dir=str(run_dir), external_dir=str(tmp_path / "hospital-b"))  # outside: fine

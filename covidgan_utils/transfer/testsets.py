@@ -79,14 +79,11 @@ def load_external_set(cfg, progress: bool = True) -> dict:
     """
     from .. import phantoms
 
-    folder = cfg.external_dir
-    if folder is not None:
-        path = Path(folder).expanduser()
-        if not path.is_absolute():
-            from ..config import repo_root
+    from ..config import external_path
 
-            path = repo_root() / path
-        return _test_set(cfg, path.resolve(), {"kind": "folder", "description": f"the folder {rel(path)}"}, progress)
+    path = external_path(cfg.external_dir, cfg.run_dir, cfg.data_dir)  # refused inside the run dir or at the data
+    if path is not None:
+        return _test_set(cfg, path, {"kind": "folder", "description": f"the folder {rel(path)}"}, progress)
     if not cfg.uses_phantoms:
         return _none(
             "real data and no external_dir given: no external evaluation in this run "
