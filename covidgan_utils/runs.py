@@ -5,7 +5,9 @@ Whatever creates a run directory (the pipeline, a sweep, a notebook run by hand)
 data folder, or is (or contains) the repository, the user's home or ``/``; a non-empty folder without
 the marker is refused too, unless it is an old run of this project (made before the marker existed: it holds
 the ``pipeline.json`` the pipeline writes and nothing but this project's artifacts), which is then marked. Names
-alone prove nothing: a user's own ``data/`` and ``figures/`` are not adopted. ``--overwrite`` deletes only the artifacts named in :data:`ARTIFACTS`.
+alone prove nothing: a user's own ``data/`` and ``figures/`` are not adopted. A run directory where one of
+the names in :data:`ARTIFACTS` is a symbolic link is refused (the run would write through it). ``--overwrite``
+deletes only the artifacts named in :data:`ARTIFACTS` (a link among them is unlinked, never followed).
 """
 
 from __future__ import annotations
@@ -101,10 +103,30 @@ def _is_old_run(run_dir: Path) -> bool:
     return isinstance(data, dict) and isinstance(data.get("notebooks"), dict)
 
 
+def check_no_links(run_dir: Path) -> None:
+    """Refuse a run directory where a name the project writes (an artifact, the marker, the lock) is a symbolic link:
+    the notebooks would write, and delete stale files, through it in the link's target."""
+    import os
+
+    run_dir = Path(run_dir)
+    links = sorted(p for p in run_dir.iterdir() if p.name in ARTIFACTS + _KEPT and p.is_symlink())
+    if links:
+        shown = ", ".join(f"{p.name} -> {os.readlink(p)}" for p in links)
+        first = _shown(links[0])
+        raise RunDirError(
+            f"Run directory {_shown(run_dir)} holds symbolic links where the project writes ({shown}); the run would "
+            "write, and delete stale files, in the links' targets. Nothing was written or deleted. "
+            f"Fix: remove the link(s) (e.g. rm {first} removes the link, not its target) or choose another --run-dir."
+        )
+
+
 def check_owned(run_dir: Path) -> None:
     """Refuse an existing non-empty folder that is no run directory of this project (marked, or an old run)."""
     run_dir = Path(run_dir)
-    if not run_dir.is_dir() or is_marked(run_dir):
+    if not run_dir.is_dir():
+        return
+    check_no_links(run_dir)
+    if is_marked(run_dir):
         return
     entries = sorted(p.name for p in run_dir.iterdir() if not _temporary(p.name))
     if not entries:

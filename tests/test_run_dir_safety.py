@@ -242,3 +242,36 @@ def test_external_images_in_the_run_dir_are_refused_and_survive_overwrite(tmp_pa
     assert runs.clear(run_dir) == ["external"]  # never the project's: --overwrite leaves it
     assert _snapshot(run_dir / "external") == before
     config.resolve(profile="smoke", run_dir=str(run_dir), external_dir=str(tmp_path / "hospital-b"))  # outside: fine
+
+
+@pytest.mark.parametrize("name", ["data", "figures", "synthetic"])
+def test_a_run_dir_whose_artifact_is_a_symlink_is_refused_and_the_target_survives(tmp_path, name):
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "arrays_smoke_old.npz").write_bytes(b"someone's arrays")
+    (target / "fig.png").write_bytes(b"someone's figure")
+    before = _snapshot(target)
+    run_dir = tmp_path / "run"
+    config.resolve(profile="smoke", run_dir=str(run_dir))  # marked
+    write_json(run_dir / pipeline.STATE, {"profile": "smoke", "data_dir": None, "params": {}, "notebooks": {}})
+    (run_dir / name).symlink_to(target, target_is_directory=True)
+    with pytest.raises(runs.RunDirError, match="symbolic link") as err:
+        config.resolve(profile="smoke", run_dir=str(run_dir))
+    message = str(err.value)
+    assert f"{name} -> {target}" in message and "Fix: remove the link" in message and "run" in message
+    for kwargs in ({"overwrite": True}, {"resume": True}):
+        with pytest.raises(pipeline.PipelineError, match="symbolic link"):
+            pipeline.run("smoke", run_dir=str(run_dir), notebooks="01", **kwargs)
+    with pytest.raises(runs.RunDirError, match="symbolic link"):
+        runs.claim(run_dir)
+    unmarked = tmp_path / "old-run"  # an old, unmarked run: refused the same way, and not marked
+    unmarked.mkdir()
+    write_json(unmarked / pipeline.STATE, {"notebooks": {}})
+    (unmarked / name).symlink_to(target, target_is_directory=True)
+    with pytest.raises(runs.RunDirError, match="symbolic link"):
+        config.resolve(profile="smoke", run_dir=str(unmarked))
+    assert not runs.is_marked(unmarked)
+    assert _snapshot(target) == before
+    runs.clear(run_dir)  # clear unlinks a link, never follows it
+    assert not (run_dir / name).exists() and _snapshot(target) == before
+    config.resolve(profile="smoke", run_dir=str(run_dir))  # the link removed: accepted again
