@@ -128,8 +128,8 @@ def check_owned(run_dir: Path) -> None:
     check_no_links(run_dir)
     if is_marked(run_dir):
         return
-    entries = sorted(p.name for p in run_dir.iterdir() if not _temporary(p.name))
-    if not entries:
+    entries = sorted(p.name for p in run_dir.iterdir() if not _temporary(p.name) and p.name != LOCK)
+    if not entries:  # empty, or holding only the lock the pipeline takes before it claims the folder
         return
     fix = "Nothing was written or deleted. Fix: choose a new or empty folder for the run, e.g. --run-dir runs/<name>."
     foreign = foreign_entries(run_dir)

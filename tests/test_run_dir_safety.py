@@ -275,3 +275,13 @@ def test_a_run_dir_whose_artifact_is_a_symlink_is_refused_and_the_target_survive
     runs.clear(run_dir)  # clear unlinks a link, never follows it
     assert not (run_dir / name).exists() and _snapshot(target) == before
     config.resolve(profile="smoke", run_dir=str(run_dir))  # the link removed: accepted again
+
+
+def test_a_new_folder_holding_only_the_pipelines_lock_is_claimed(tmp_path):
+    from covidgan_utils import runs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / runs.LOCK).write_text("")  # the pipeline takes its lock before it claims the folder
+    runs.claim(run)
+    assert runs.is_marked(run)
