@@ -74,7 +74,8 @@ def loss_figures(gan, history, run_dir) -> None:
 def class_fidelity(gan, generator, images, labels, *, seed: int, run_dir, n_per_class: int = 200):
     """The GAN-test: a classifier trained on the real images labels generated ones of known class.
 
-    Draws the bar chart (chance, generated, real cross-validated) and returns (the result dict, a one-row table).
+    Draws the per-class bar chart (generated against real, cross-validated, and chance) and returns (the
+    result dict, a table with one row for the generated images and one for the real ones).
     """
     import matplotlib.pyplot as plt
     import pandas as pd
@@ -82,28 +83,94 @@ def class_fidelity(gan, generator, images, labels, *, seed: int, run_dir, n_per_
     fake_labels = np.repeat(np.arange(len(CLASSES)), n_per_class)
     fake = gan.sample(generator, fake_labels, seed=seed + 1)
     fidelity = quality.class_fidelity(images, labels, fake, fake_labels, seed=seed)
-    bars = {"chance": fidelity["chance"], "generated": fidelity["accuracy"], "real (CV)": fidelity["real_cv_accuracy"]}
+    real = fidelity.get("real_cv_per_class_recall") or {}
+    names = list(fidelity["per_class_recall"])
     fig, ax = plt.subplots(figsize=(5, 2.6))
-    ax.barh(list(bars), list(bars.values()), color=["gray", "C0", "C2"])
-    ax.set(xlim=(0, 1), xlabel="accuracy of a classifier trained on real images")
-    for i, v in enumerate(bars.values()):
-        ax.text(v + 0.01, i, f"{v:.2f}", va="center")
+    y = np.arange(len(names))
+    ax.barh(y + 0.2, [fidelity["per_class_recall"][k] for k in names], height=0.4, color="C0", label="generated")
+    ax.barh(y - 0.2, [real.get(k, np.nan) for k in names], height=0.4, color="C2", label="real (cross-validated)")
+    ax.axvline(0.5, ls="--", c="gray", lw=1, label="chance")
+    ax.set(yticks=y, yticklabels=names, xlim=(0, 1), xlabel="share labelled with its own class by a classifier of real images")
+    ax.legend(fontsize=7, loc="lower left")
     plotting.save_fig(fig, f"{gan.NAME}_class_fidelity", run_dir)
     table = pd.DataFrame(
         {
-            "accuracy on generated images": [fidelity["accuracy"]],
-            **{f"recall {k}": [v] for k, v in fidelity["per_class_recall"].items()},
-            "chance": [fidelity["chance"]],
-            "ceiling: CV accuracy on real": [fidelity["real_cv_accuracy"]],
-        }
+            **{f"recall {k}": [fidelity["per_class_recall"][k], real.get(k, np.nan)] for k in names},
+            "balanced accuracy": [fidelity["balanced_accuracy"], fidelity.get("real_cv_balanced_accuracy", np.nan)],
+            "images": [len(fake_labels), sum((fidelity.get("real_n_per_class") or {}).values()) or np.nan],
+        },
+        index=["generated", "real (cross-validated)"],
     ).round(3)
     return fidelity, table
 
 
-def fidelity_reading(fidelity: dict, n_per_class: int = 200, gap: float = 0.1) -> list[str]:
-    """What the class-fidelity check says, computed: each class's recall with its 95% Wilson interval, the gap
-    between the classes, and the overall accuracy against the real images' cross-validated accuracy (the ceiling
-    for images as hard to classify as real ones: clearly above it means caricatures, not success)."""
+def _difference_ci(k1: float, n1: int, k2: float, n2: int) -> tuple[float, float]:
+    """95% Newcombe interval of p1 - p2 for two independent proportions (statsmodels)."""
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    low, high = confint_proportions_2indep(round(k1), n1, round(k2), n2, method="newcomb", compare="diff")
+    return float(low), float(high)
+
+
+def _against_real(gen: float, n_gen: int, real: float, n_real: int) -> tuple[str, tuple[float, float]]:
+    """'above', 'below' or 'level': generated against real recall, by the 95% interval of the difference."""
+    low, high = _difference_ci(gen * n_gen, n_gen, real * n_real, n_real)
+    return ("above" if low > 0 else "below" if high < 0 else "level"), (low, high)
+
+
+def fidelity_reading(fidelity: dict, n_per_class: int | None = None, gap: float = 0.1) -> list[str]:
+    """What the class-fidelity check says, computed: each class's recall with its 95% Wilson interval against the
+    real images' own recall (cross-validated, the same classifier), the gap between the classes against the real
+    images' gap, and the overall balanced accuracy against the real images'. Clearly above the real level means
+    a caricature, not success. Results without the real per-class recall (older runs) are read overall only."""
+    from .evaluation import wilson_ci
+
+    recall = fidelity["per_class_recall"]
+    real = fidelity.get("real_cv_per_class_recall") or {}
+    n_real = fidelity.get("real_n_per_class") or {}
+    if not real:
+        return _fidelity_reading_overall(fidelity, n_per_class or 200, gap)
+    n_gen = fidelity.get("n_per_class") or {name: n_per_class or 200 for name in recall}
+    n = sum(n_gen.values())
+    acc, chance = fidelity["balanced_accuracy"], 1 / len(recall)  # balanced accuracy's chance level
+    low_all, high_all = wilson_ci(round(acc * n), n)
+    follows_label = low_all > chance
+    words = {"above": "MORE recognisable than real ones: a caricature of the class" if follows_label else
+                      "above the real level only because the images look like this class whatever was asked (last line)",
+             "below": "less recognisable than real ones", "level": "as recognisable as real ones (not told apart)"}
+    lines = []
+    for name, r in recall.items():
+        low, high = wilson_ci(round(r * n_gen[name]), n_gen[name])
+        where, (dl, dh) = _against_real(r, n_gen[name], real[name], n_real[name])
+        lines.append(f"{name}: {r:.2f} [{low:.2f}, {high:.2f}] of the {n_gen[name]} generated {name} images are labelled {name}; "
+                     f"real {name} images {real[name]:.2f} (cross-validated, {n_real[name]} images): {words[where]} "
+                     f"(difference {r - real[name]:+.2f}, 95% [{dl:+.2f}, {dh:+.2f}])")
+    first, second = list(recall)[:2]
+    spread, real_spread = recall[first] - recall[second], real[first] - real[second]
+    similar = abs(spread - real_spread) <= gap
+    lines.append(f"{first} minus {second}: {spread:+.2f} in the generated images, {real_spread:+.2f} in the real ones "
+                 "(the classifier favours the larger class): "
+                 + ("about as in the real images, so the gap is no fault in itself" if similar else
+                    f"more than {gap:g} from the real images' gap: the classes are drawn more unevenly than real ones"))
+    real_acc, n_r = fidelity["real_cv_balanced_accuracy"], sum(n_real.values())
+    low, high = low_all, high_all
+    where, (dl, dh) = _against_real(acc, n, real_acc, n_r)
+    if not follows_label:
+        verdict = "not shown above chance: the generator may ignore its label"
+    else:
+        verdict = {"above": "ABOVE the real images' level: the generated classes are easier to tell apart than real "
+                            "ones, a caricature",
+                   "below": "below the real images' level: the label shows, less clearly than in real images",
+                   "level": "at the real images' level"}[where]
+    lines.append(f"balanced accuracy {acc:.3f} [{low:.3f}, {high:.3f}] against {real_acc:.3f} on real images "
+                 f"(cross-validated; difference 95% [{dl:+.3f}, {dh:+.3f}]) and chance {chance:.2f}: {verdict}")
+    lines.append("the intervals cover the sampling of the scored images only: one GAN training run (one seed) and one "
+                 "classifier; another run of the GAN can land elsewhere")
+    return lines
+
+
+def _fidelity_reading_overall(fidelity: dict, n_per_class: int, gap: float) -> list[str]:
+    """The reading of results that carry the real images' overall accuracy only (runs made before per class)."""
     from .evaluation import wilson_ci
 
     recall = fidelity["per_class_recall"]

@@ -8,5 +8,6 @@ from __future__ import annotations
 
 from .fidelity.distances import diversity
 from .fidelity.probes import gan_test as class_fidelity
+from .fidelity.probes import real_level
 
-__all__ = ["class_fidelity", "diversity"]
+__all__ = ["class_fidelity", "diversity", "real_level"]

@@ -110,6 +110,11 @@ def _quality_table(metrics: dict) -> str:
         rows.append(f"| {name} | {num(recall.get('Normal'), 2)} / {num(recall.get('COVID'), 2)} | "
                     f"{num(tstr.get('accuracy'))} / {num(tstr.get('trtr_accuracy'))} = {num(ratio, 2)} | "
                     f"{num(f.get('recall'), 2)} | {num(f.get('kid'), 3)} |")
+    real = next(((metrics[fw].get("gan_test") or {}).get("real_cv_per_class_recall") for fw in FRAMEWORKS
+                 if (metrics.get(fw) or {}).get("gan_test", {}).get("real_cv_per_class_recall")), None)
+    if real:
+        rows.append(f"| real images, cross-validated (reference) | {num(real.get('Normal'), 2)} / {num(real.get('COVID'), 2)} "
+                    "| | | |")
     rows.append(f"| two real halves (reference) | | | {num(fixed.get('recall'), 2)} | {num(fixed.get('kid'), 3)} |")
     named = next((metrics[fw]["fixed"].get("recall_name") for fw in FRAMEWORKS if (metrics.get(fw) or {}).get("fixed")), None)
     if named:

@@ -448,6 +448,8 @@ def test_gan_test_is_quality_class_fidelity():
     out = quality.class_fidelity(real_x, real_y, fake_x, fake_y, seed=0)
     assert out["accuracy"] == pytest.approx(1.0) and out["real_cv_accuracy"] == pytest.approx(1.0)
     assert out["chance"] == pytest.approx(0.5) and set(out["per_class_recall"]) == {"Normal", "COVID"}
+    assert out["real_cv_per_class_recall"] == {"Normal": pytest.approx(1.0), "COVID": pytest.approx(1.0)}
+    assert out["real_cv_balanced_accuracy"] == pytest.approx(1.0) and out["real_n_per_class"] == {"Normal": 20, "COVID": 20}
     swapped = fidelity.gan_test(real_x, real_y, fake_x, 1 - fake_y)  # a generator that draws the other class
     assert swapped["accuracy"] == pytest.approx(0.0) and swapped["balanced_accuracy"] == pytest.approx(0.0)
     one_class = fidelity.gan_test(real_x[real_y == 0], real_y[real_y == 0], fake_x, fake_y)

@@ -49,3 +49,31 @@ def test_fidelity_reading_names_caricatures_gaps_and_chance():
     assert "balanced" in caricature[2] and "ABOVE the real images' level" in caricature[3]
     ignored = gan_report.fidelity_reading({**base, "per_class_recall": {"Normal": 0.55, "COVID": 0.49}, "accuracy": 0.52})
     assert "not shown above chance" in ignored[3]
+
+
+def test_fidelity_reading_compares_each_class_with_its_own_real_level():
+    from covidgan_utils import gan_report
+
+    # The probe favours the larger class on real images too (Normal 0.885 of 601, COVID 0.704 of 331).
+    real = {"real_cv_per_class_recall": {"Normal": 0.885, "COVID": 0.704}, "real_n_per_class": {"Normal": 601, "COVID": 331},
+            "real_cv_balanced_accuracy": 0.795, "real_cv_accuracy": 0.821, "chance": 0.5}
+    like_real = gan_report.fidelity_reading({**real, "per_class_recall": {"Normal": 0.90, "COVID": 0.72},
+                                             "balanced_accuracy": 0.81, "accuracy": 0.81})
+    # A gap of 0.18 between the classes is the real images' own gap: no fault, each class at its real level.
+    assert all("as recognisable as real ones" in line for line in like_real[:2])
+    assert "+0.18 in the generated images, +0.18 in the real ones" in like_real[2] and "no fault" in like_real[2]
+    assert like_real[3].endswith("at the real images' level")
+    assert "one GAN training run" in like_real[4]
+    caricature = gan_report.fidelity_reading({**real, "per_class_recall": {"Normal": 0.94, "COVID": 0.87},
+                                              "balanced_accuracy": 0.905, "accuracy": 0.905})
+    assert "Normal images 0.89" in caricature[0] and "COVID" in caricature[1]
+    assert "a caricature of the class (difference +0.17" in caricature[1]
+    assert "ABOVE the real images' level" in caricature[3]
+    faint = gan_report.fidelity_reading({**real, "per_class_recall": {"Normal": 0.70, "COVID": 0.50},
+                                         "balanced_accuracy": 0.60, "accuracy": 0.60})
+    assert "less recognisable than real ones" in faint[0] and "below the real images' level" in faint[3]
+    ignored = gan_report.fidelity_reading({**real, "per_class_recall": {"Normal": 0.0, "COVID": 1.0},
+                                           "balanced_accuracy": 0.5, "accuracy": 0.5})
+    # Everything drawn as COVID: no caricature of COVID, a generator that ignores its label.
+    assert "caricature" not in ignored[1] and "whatever was asked" in ignored[1]
+    assert "drawn more unevenly than real ones" in ignored[2] and "not shown above chance" in ignored[3]

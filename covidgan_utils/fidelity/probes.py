@@ -55,22 +55,41 @@ def scores(y, pred) -> dict:
     }
 
 
+def _real_level(xr, yr, seed: int) -> dict:
+    """The probe's cross-validated scores on the real images (pixels ``xr``): the level generated images are read against."""
+    from sklearn.model_selection import cross_val_predict
+
+    folds = int(min(5, np.bincount(yr, minlength=len(CLASSES)).min()))
+    if folds >= 2:
+        real = scores(yr, cross_val_predict(probe(seed), xr, yr, cv=folds))
+    else:
+        real = {"accuracy": math.nan, "balanced_accuracy": math.nan, "per_class_recall": {}}
+    return {"real_cv_accuracy": real["accuracy"], "real_cv_balanced_accuracy": real["balanced_accuracy"],
+            "real_cv_per_class_recall": real["per_class_recall"],
+            "real_n_per_class": {CLASSES[c]: int((yr == c).sum()) for c in range(len(CLASSES))}}
+
+
+@one_thread
+def real_level(real_images, real_labels, seed: int = 0, size: int = PROBE_SIZE) -> dict:
+    """The GAN-test's reference: the probe cross-validated on the real images, overall, balanced and per class."""
+    return _real_level(pixels(real_images, size), np.asarray(real_labels), seed)
+
+
 @one_thread
 def gan_test(real_images, real_labels, fake_images, fake_labels, seed: int = 0, size: int = PROBE_SIZE) -> dict:
     """GAN-test: the probe trained on real images labels the generated ones (class fidelity).
 
-    Returns accuracy, balanced accuracy and per-class recall on the generated images; ``real_cv_accuracy``,
-    the probe's cross-validated accuracy on the real images (its ceiling); ``chance``, the generated
-    images' majority-class rate (the floor). High GAN-test says nothing about variety.
+    Returns accuracy, balanced accuracy and per-class recall on the generated images; the same three for
+    the real images, cross-validated (``real_cv_accuracy``, ``real_cv_balanced_accuracy``,
+    ``real_cv_per_class_recall``, with ``real_n_per_class``): the level of images as hard to classify as real
+    ones, per class, since the probe favours the larger class; ``chance``, the generated images'
+    majority-class rate (the floor). High GAN-test says nothing about variety.
     """
-    from sklearn.model_selection import cross_val_score
-
     xr, yr = pixels(real_images, size), np.asarray(real_labels)
     xf, yf = pixels(fake_images, size), np.asarray(fake_labels)
-    folds = int(min(5, np.bincount(yr, minlength=len(CLASSES)).min()))
-    real_cv = float(cross_val_score(probe(seed), xr, yr, cv=folds).mean()) if folds >= 2 else math.nan
     out = scores(yf, fit_predict(xr, yr, xf, seed))
-    out.update(real_cv_accuracy=real_cv, chance=majority_rate(yf), n_train=int(len(yr)), n_test=int(len(yf)))
+    out.update(_real_level(xr, yr, seed), chance=majority_rate(yf), n_train=int(len(yr)), n_test=int(len(yf)),
+               n_per_class={CLASSES[c]: int((yf == c).sum()) for c in range(len(CLASSES)) if (yf == c).any()})
     return out
 
 
