@@ -24,7 +24,7 @@ def _f(v, digits: int = 2) -> str:
 
 
 def _kid_part(kid, floor, where: str) -> str:
-    times = f" ({kid / floor:.0f}x the floor)" if floor and floor > 0 and kid > floor else ""
+    times = f" ({kid / floor:.1f}x the floor)" if floor and floor > 0 and kid > floor else ""
     return f"KID {kid:.4f} vs {floor:.4f} for {where}{times}"
 
 
