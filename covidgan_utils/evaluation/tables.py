@@ -55,7 +55,8 @@ def paired_table(results: dict, metrics=("roc_auc", "accuracy", "balanced_accura
         if e["primary"]:
             row.update({"primary": True, "Holm p (AUC)": e["holm_p"]})
         eq = stats.find(results.get("equivalence"), e["a"], e["b"], "roc_auc")
-        row["AUC (TOST ±1.6 points)"] = eq["verdict"] if eq else ""
+        auc = stats.find(results["paired"], e["a"], e["b"], "roc_auc")
+        row["AUC (TOST ±1.6 points)"] = stats.judge(eq, auc) if eq else ""  # primary: by its Holm p
     columns = [m for m in metrics] + ["AUC (TOST ±1.6 points)", "primary", "Holm p (AUC)"]
     return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=columns).rename_axis("b - a")
 

@@ -43,7 +43,16 @@ from .bootstrap import (
     tost,
     weighted_metrics,
 )
-from .comparisons import OPERATING_POINT_CONTROLS, PRIMARY_RULE, analyse, best_control, comparisons, find
+from .comparisons import (
+    OPERATING_POINT_CONTROLS,
+    PRIMARY_RULE,
+    analyse,
+    best_control,
+    comparisons,
+    find,
+    judge,
+    judged_p,
+)
 from .power import mcnemar_mde, mcnemar_power, min_significant_images, power_table
 from .procedure import _declared_gains as _declared_gains
 from .procedure import _draw_validation_sets as _draw_validation_sets
@@ -68,6 +77,8 @@ __all__ = [
     "find",
     "holm",
     "independent_differences",
+    "judge",
+    "judged_p",
     "mcnemar_mde",
     "mcnemar_power",
     "mcnemar_table",

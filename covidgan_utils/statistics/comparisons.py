@@ -100,12 +100,14 @@ def analyse(predictions, conditions: dict, n_resamples: int = 2000, seed: int = 
                 }[metric]
             paired.append(entry)
             if metric in ("roc_auc", "accuracy"):
-                eq = tost(d, EQUIVALENCE_MARGIN, alpha)
-                eq["verdict"] = _verdict(eq, entry["p"], alpha)
-                equivalence.append({"a": a, "b": b, "metric": metric, **eq})
+                equivalence.append({"a": a, "b": b, "metric": metric, **tost(d, EQUIVALENCE_MARGIN, alpha)})
     primary = [e for e in paired if e["primary"]]
     for entry, p in zip(primary, holm([e["p"] for e in primary])):
         entry["holm_p"] = p
+    for eq in equivalence:
+        entry = find(paired, eq["a"], eq["b"], eq["metric"])
+        eq["verdict"] = judge(eq, entry, alpha)
+        eq["judged_by"] = "holm_p" if entry["primary"] else "p"
     return {
         "intervals": intervals,
         "paired": paired,
@@ -128,9 +130,19 @@ def analyse(predictions, conditions: dict, n_resamples: int = 2000, seed: int = 
     }
 
 
-def _verdict(eq: dict, p: float, alpha: float) -> str:
+def judged_p(entry: dict | None) -> float | None:
+    """The p that decides ``entry``: its Holm p for a primary comparison, its raw (descriptive) p otherwise."""
+    if entry is None:
+        return None
+    return entry.get("holm_p") if entry.get("primary") else entry.get("p")
+
+
+def judge(eq: dict, entry: dict | None, alpha: float = 0.05) -> str:
+    """TOST and test together: "equivalent" (90% interval inside the margin), "different" (the deciding p, Holm
+    for a primary comparison, below ``alpha``) or "inconclusive"."""
     if eq["equivalent"]:
         return "equivalent"
+    p = judged_p(entry)
     if p is not None and not math.isnan(p) and p < alpha:
         return "different"
     return "inconclusive"

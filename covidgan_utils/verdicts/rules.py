@@ -58,14 +58,22 @@ def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
         auc_text, equivalent = "ROC AUC not compared", False
     else:
         low, high = eq["interval_90"]
-        equivalent = eq["verdict"] == "equivalent"
-        relation = {"equivalent": "equivalent to", "different": "different from"}.get(
-            eq["verdict"], "not shown to differ from"
-        )
-        auc_text = (
-            f"ROC AUC {relation} {ref}'s (90% interval [{signed(low, 3)}, {signed(high, 3)}] "
-            f"{'inside' if equivalent else 'not inside'} ±{margin:.1f} points)"
-        )
+        entry = stats.find(paired, ref, cond, "roc_auc")
+        judged = stats.judge(eq, entry, alpha)  # a primary comparison by its Holm p, whatever results.json stored
+        equivalent = judged == "equivalent"
+        interval = f"90% interval [{signed(low, 3)}, {signed(high, 3)}] {'inside' if equivalent else 'not inside'} ±{margin:.1f} points"
+        if judged == "equivalent":
+            auc_text = f"ROC AUC equivalent to {ref}'s ({interval})"
+        elif entry is not None and entry.get("primary"):
+            p = fmt_p(entry.get("holm_p"), 3)
+            auc_text = (
+                f"ROC AUC different from {ref}'s after Holm correction (Holm p = {p}; {interval})"
+                if judged == "different"
+                else f"ROC AUC not shown to differ from {ref}'s after Holm correction (p = {p}; {interval})"
+            )
+        else:
+            relation = "different from" if judged == "different" else "not shown to differ from"
+            auc_text = f"ROC AUC {relation} {ref}'s ({interval})"
     gains = [
         m
         for m in ("accuracy", "balanced_accuracy")

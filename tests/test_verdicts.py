@@ -1,0 +1,107 @@
+"""The reading's words on hand-built results: Holm for primary comparisons, losses, the best control, other sets."""
+
+import pytest
+
+from covidgan_utils import evaluation
+from covidgan_utils import statistics as st
+from covidgan_utils import verdicts
+
+PC = st.PRIOR_CORRECTED
+
+
+def condition(acc=0.75, bal=0.74, auc=0.85, sens=0.75, spec=0.75):
+    return {
+        "accuracy": acc,
+        "balanced_accuracy": bal,
+        "roc_auc": auc,
+        "sensitivity": sens,
+        "specificity": spec,
+        "n_val": 192,
+        "seeds": [0, 1, 2],
+    }
+
+
+def pair(a, b, metric, estimate, interval, p, primary=False, holm_p=None):
+    return {
+        "a": a,
+        "b": b,
+        "metric": metric,
+        "estimate": estimate,
+        "interval": list(interval),
+        "p": p,
+        "primary": primary,
+        "holm_p": holm_p,
+    }
+
+
+def equivalence(a, b, metric, interval_90, verdict):
+    inside = -st.EQUIVALENCE_MARGIN < interval_90[0] and interval_90[1] < st.EQUIVALENCE_MARGIN
+    return {"a": a, "b": b, "metric": metric, "margin": st.EQUIVALENCE_MARGIN, "interval_90": list(interval_90),
+            "p": 0.5, "equivalent": inside, "verdict": verdict}
+
+
+NULL = ((-0.02, 0.02), 0.6)  # a difference the data cannot tell from 0
+
+
+def results(conds: dict, paired: list, equivalences: list, control="real+copies") -> dict:
+    """A results dict with every (a, b, metric) not given filled in as a null difference."""
+    given = {(e["a"], e["b"], e["metric"]) for e in paired}
+    for a, b in st.comparisons(conds):
+        for m in st.BOOTSTRAP_METRICS:
+            if (a, b, m) not in given:
+                paired.append(pair(a, b, m, 0.0, *NULL, primary=(m == "roc_auc" and a == control
+                                                                 and b in st.GAN_CONDITIONS), holm_p=None))
+    for e in paired:
+        if e["primary"] and e["holm_p"] is None:
+            e["holm_p"] = e["p"]
+    got = {(e["a"], e["b"], e["metric"]) for e in equivalences}
+    for a, b in st.comparisons(conds):
+        for m in ("roc_auc", "accuracy"):
+            if (a, b, m) not in got:
+                equivalences.append(equivalence(a, b, m, (-0.03, 0.03), "inconclusive"))
+    return {"conditions": conds, "paired": paired, "equivalence": equivalences,
+            "primary": {"control": control, "rule": st.PRIMARY_RULE, "comparisons": []}}
+
+
+def all_conditions(**gan):
+    conds = {
+        "real": condition(acc=0.71, bal=0.63, auc=0.832, sens=0.29, spec=0.96),
+        PC: condition(acc=0.75, bal=0.75, auc=0.832, sens=0.78, spec=0.73),
+        "real+classweight": condition(acc=0.745, bal=0.74, auc=0.832),
+        "real+copies": condition(acc=0.742, bal=0.74, auc=0.848),
+    }
+    conds.update(gan)
+    return conds
+
+
+# ----------------------------------------------------------------------------- 1. primary: judged by Holm p
+
+
+def test_primary_comparison_is_judged_by_its_holm_p_not_its_raw_p():
+    conds = all_conditions(**{"real+tf": condition(auc=0.825)})
+    primary = pair("real+copies", "real+tf", "roc_auc", -0.023, (-0.045, -0.002), 0.036, primary=True, holm_p=0.072)
+    # results.json written before the fix stored "different" from the raw p
+    eq = equivalence("real+copies", "real+tf", "roc_auc", (-0.042, -0.005), "different")
+    res = results(conds, [primary], [eq])
+    assert st.judge(eq, primary) == "inconclusive"
+    text = verdicts.verdict(res, "real+tf")["text"]
+    assert "not shown to differ from real+copies's after Holm correction (p = 0.072" in text
+    assert "different from" not in text.replace("not shown to differ from", "")
+    table = evaluation.paired_table(res, primary_only=True)
+    assert table.loc["real+tf - real+copies", "AUC (TOST ±1.6 points)"] == "inconclusive"
+
+
+def test_primary_comparison_inside_the_margin_stays_equivalent():
+    conds = all_conditions(**{"real+tf": condition(auc=0.845)})
+    primary = pair("real+copies", "real+tf", "roc_auc", -0.003, (-0.017, 0.011), 0.64, primary=True, holm_p=0.64)
+    eq = equivalence("real+copies", "real+tf", "roc_auc", (-0.015, 0.009), "equivalent")
+    text = verdicts.verdict(results(conds, [primary], [eq]), "real+tf")["text"]
+    assert "ROC AUC equivalent to real+copies's" in text and "Holm" not in text
+
+
+def test_judge_uses_raw_p_for_descriptive_and_holm_p_for_primary():
+    eq = {"equivalent": False}
+    assert st.judge(eq, {"primary": False, "p": 0.01, "holm_p": None}) == "different"
+    assert st.judge(eq, {"primary": True, "p": 0.01, "holm_p": 0.06}) == "inconclusive"
+    assert st.judge(eq, {"primary": True, "p": 0.01, "holm_p": 0.02}) == "different"
+    assert st.judge({"equivalent": True}, {"primary": True, "p": 0.01, "holm_p": 0.02}) == "equivalent"
