@@ -92,6 +92,15 @@ def _conditions_table(results: dict) -> str:
             f"| {LABELS.get(cond, cond)} | {with_interval(block.get('accuracy'), block.get('accuracy_ci'))} | "
             f"{with_interval(block.get('balanced_accuracy'), block.get('balanced_accuracy_ci'))} | "
             f"{with_interval(block.get('roc_auc'), block.get('roc_auc_ci'))} | {num(external)} | {num(truth)} | {reading} |")
+    base = results.get("baseline") or {}
+    if base.get("validation"):
+        v = base["validation"]
+        rows.append(
+            "| pixel baseline: logistic regression on the pixels, trained on real (no VGG16) | "
+            f"{with_interval(v.get('accuracy'), v.get('accuracy_ci'))} | "
+            f"{with_interval(v.get('balanced_accuracy'), v.get('balanced_accuracy_ci'))} | "
+            f"{with_interval(v.get('roc_auc'), v.get('roc_auc_ci'))} | {num((base.get('external') or {}).get('accuracy'))} | "
+            f"{num((base.get('large_test') or {}).get('roc_auc'))} | the reference without transfer learning |")
     return "\n".join(rows)
 
 
@@ -146,7 +155,9 @@ def render(run_dir) -> str:
         "",
         *[f"- {reason}" for reason in glance.comparable(results)],
         "",
-        "Intervals are 95% (accuracy: Wilson; the others: class-stratified bootstrap over the validation images). "
+        f"Each number is the mean of the {len(results.get('seeds') or [])} head seeds. Intervals are 95% and cover the "
+        "sampling of the validation images only (accuracy: Wilson; the others: class-stratified bootstrap): not the "
+        f"head seeds' spread, and not another training of the GANs (one GAN seed, {s['gan_seeds'][0]}: a limitation). "
         "\"External\" is the same classifiers on another site's images; \"truth\" is the ROC AUC on the large "
         "independent phantom set. The reading is notebook 05's rule: a better classifier needs a paired ROC AUC gain.",
         "",

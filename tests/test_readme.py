@@ -127,3 +127,16 @@ def test_studies_section_is_written_from_notebook_07s_summary(run_dir, tmp_path)
     assert "not run: ACGAN (`make sweeps`)" in studies and "sweep: not run" in studies
     times = text.split(readme.START)[1]
     assert "07_sweeps" not in times and "| total | 120 (2.0 min) | | | |" in times
+
+
+def test_the_conditions_table_shows_the_pixel_baseline_beside_vgg16(run_dir):
+    results = json.loads((run_dir / "transfer" / "results.json").read_text())
+    results["baseline"] = {"name": "pixels:logistic", "validation": {"accuracy": 0.745, "accuracy_ci": [0.679, 0.801],
+                           "balanced_accuracy": 0.724, "balanced_accuracy_ci": [0.658, 0.792], "roc_auc": 0.832,
+                           "roc_auc_ci": [0.774, 0.886]}, "external": {"accuracy": 0.786}, "large_test": {"roc_auc": 0.857}}
+    table = readme._conditions_table(results)
+    assert table.splitlines()[-1] == ("| pixel baseline: logistic regression on the pixels, trained on real (no VGG16) | "
+                                      "0.745 [0.679, 0.801] | 0.724 [0.658, 0.792] | 0.832 [0.774, 0.886] | 0.786 | 0.857 | "
+                                      "the reference without transfer learning |")
+    assert "pixel baseline" not in readme._conditions_table({**results, "baseline": None})
+    assert "cover the sampling of the validation images only" in readme.render(run_dir)
