@@ -105,3 +105,47 @@ def test_judge_uses_raw_p_for_descriptive_and_holm_p_for_primary():
     assert st.judge(eq, {"primary": True, "p": 0.01, "holm_p": 0.06}) == "inconclusive"
     assert st.judge(eq, {"primary": True, "p": 0.01, "holm_p": 0.02}) == "different"
     assert st.judge({"equivalent": True}, {"primary": True, "p": 0.01, "holm_p": 0.02}) == "equivalent"
+
+
+# ----------------------------------------------------------------------------- 2. a significant loss is a loss
+
+
+def test_significant_accuracy_loss_is_not_no_difference():
+    conds = all_conditions(**{"real+tf": condition(acc=0.65, auc=0.848)})
+    paired = [
+        pair("real+copies", "real+tf", "roc_auc", 0.0, (-0.012, 0.012), 0.9, primary=True, holm_p=0.9),
+        pair("real", "real+tf", "accuracy", -0.06, (-0.11, -0.01), 0.02),
+    ]
+    eq = [equivalence("real+copies", "real+tf", "roc_auc", (-0.010, 0.010), "equivalent")]
+    v = verdicts.verdict(results(conds, paired, eq), "real+tf")
+    assert v["kind"] == "worse operating point"
+    assert "no difference" not in v["text"] and "loss" in v["text"]
+    assert "accuracy below real's (-0.060, 95% [-0.110, -0.010], p = 0.02)" in v["text"]
+
+
+def test_loss_beside_a_gain_is_named():
+    conds = all_conditions(**{"real+tf": condition(acc=0.63, bal=0.69, auc=0.848)})
+    paired = [
+        pair("real", "real+tf", "balanced_accuracy", 0.064, (0.007, 0.12), 0.024),
+        pair("real", "real+tf", "accuracy", -0.079, (-0.128, -0.033), 0.002),
+    ]
+    v = verdicts.verdict(results(conds, paired, []), "real+tf")
+    assert v["kind"] == "threshold moved" and "it also loses: accuracy below real's (-0.079" in v["text"]
+
+
+# ----------------------------------------------------------------------------- 3. below the best control
+
+
+def test_auc_below_the_best_control_is_never_a_better_operating_point():
+    conds = all_conditions(**{"real+tf": condition(acc=0.80, bal=0.80, auc=0.82)})
+    paired = [
+        pair("real+copies", "real+tf", "roc_auc", -0.028, (-0.045, -0.011), 0.004, primary=True, holm_p=0.008),
+        pair("real", "real+tf", "accuracy", 0.09, (0.04, 0.14), 0.001),
+        pair(PC, "real+tf", "accuracy", 0.05, (0.01, 0.09), 0.01),
+        pair("real+classweight", "real+tf", "accuracy", 0.055, (0.01, 0.10), 0.01),
+    ]
+    v = verdicts.verdict(results(conds, paired, []), "real+tf")
+    assert v["kind"] == "worse classifier" and v["control"] == "real+copies"
+    assert "better operating point" not in v["text"].replace("can make it a better operating point", "")
+    assert v["text"].startswith("a worse classifier than the best no-GAN control real+copies")
+    assert "Holm p = 0.008" in v["text"]

@@ -21,8 +21,10 @@ def _significant(entry, alpha: float = 0.05) -> bool:
 def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
     """How to read ``cond`` against ``real``: {"kind": ..., "text": ..., "control": the control named or None}.
 
-    kinds: "better classifier", "not better than the best control", "worse classifier",
-    "better operating point", "threshold moved", "no difference", "inconclusive".
+    kinds: "better classifier", "not better than the best control", "worse classifier" (below real, or for a GAN
+    condition below the best no-GAN control in its primary comparison), "better operating point", "threshold moved",
+    "worse operating point" (a significant loss in accuracy or balanced accuracy without a gain), "no difference",
+    "inconclusive". A significant loss is always named, also beside a gain in the other metric.
     """
     paired, conds = results.get("paired") or [], results["conditions"]
     auc = stats.find(paired, "real", cond, "roc_auc")
@@ -35,6 +37,14 @@ def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
             f"({fmt_diff(primary)}, Holm p = {fmt_p(primary['holm_p'], 3)}, a primary comparison)"
         )
         return {"kind": "better classifier", "text": text, "control": primary["a"]}
+    if is_gan and holm_p is not None and holm_p < alpha and primary["estimate"] < 0:
+        text = (
+            f"a worse classifier than the best no-GAN control {primary['a']}: its ROC AUC is below it "
+            f"({fmt_diff(primary)}, Holm p = {fmt_p(primary['holm_p'], 3)}, a primary comparison), so no accuracy "
+            f"gain over real can make it a better operating point: {primary['a']} "
+            f"({CONTROL_DESCRIPTIONS[primary['a']]}, no GAN images) ranks the images better"
+        )
+        return {"kind": "worse classifier", "text": text, "control": primary["a"]}
     if _significant(auc, alpha) and auc["estimate"] > 0:
         if not is_gan:
             return {
@@ -74,20 +84,34 @@ def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
         else:
             relation = "different from" if judged == "different" else "not shown to differ from"
             auc_text = f"ROC AUC {relation} {ref}'s ({interval})"
-    gains = [
-        m
-        for m in ("accuracy", "balanced_accuracy")
-        if _significant(e := stats.find(paired, "real", cond, m), alpha) and e["estimate"] > 0
-    ]
+    changes = {m: stats.find(paired, "real", cond, m) for m in ("accuracy", "balanced_accuracy")}
+    gains = [m for m, e in changes.items() if _significant(e, alpha) and e["estimate"] > 0]
+    losses = [m for m, e in changes.items() if _significant(e, alpha) and e["estimate"] < 0]
+    r, c_ = conds["real"], conds[cond]
+    shift = (
+        f"sensitivity {num(r['sensitivity'], 2)} -> {num(c_['sensitivity'], 2)}, "
+        f"specificity {num(r['specificity'], 2)} -> {num(c_['specificity'], 2)}"
+    )
+    loss_text = " and ".join(f"{m.replace('_', ' ')} below real's ({fmt_diff(changes[m])})" for m in losses)
+    if not gains and losses:
+        text = (
+            f"a worse operating point: {auc_text}, but a significant loss: "
+            f"{loss_text} ({shift})"
+        )
+        return {"kind": "worse operating point", "text": text, "control": None}
     if not gains:
         if equivalent:
             return {
                 "kind": "no difference",
-                "text": f"no difference: {auc_text}, and no paired gain in accuracy or balanced accuracy",
+                "text": f"no difference: {auc_text}, and no paired gain or loss in accuracy or balanced accuracy",
                 "control": None,
             }
-        text = f"inconclusive: {auc_text}, and no paired gain in accuracy or balanced accuracy; the data can show neither a gain nor its absence"
+        text = (
+            f"inconclusive: {auc_text}, and no paired gain or loss in accuracy or balanced accuracy; the data can "
+            "show neither a gain nor its absence"
+        )
         return {"kind": "inconclusive", "text": text, "control": None}
+    also_loss = f"; it also loses: {loss_text}" if losses else ""
     metric = gains[0]
     gain = stats.find(paired, "real", cond, metric)
     name = metric.replace("_", " ")
@@ -99,13 +123,8 @@ def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
         text = (
             f"a better operating point, not a better classifier: {auc_text}, but its {name} gain over real "
             f"({fmt_diff(gain)}) also beats " + " and ".join(f"{c} ({fmt_diff(vs[c])})" for c in controls)
-        )
+        ) + also_loss
         return {"kind": "better operating point", "text": text, "control": None}
-    r, c_ = conds["real"], conds[cond]
-    shift = (
-        f"sensitivity {num(r['sensitivity'], 2)} -> {num(c_['sensitivity'], 2)}, "
-        f"specificity {num(r['specificity'], 2)} -> {num(c_['specificity'], 2)}"
-    )
     text = f"not a better classifier: {auc_text}; the {name} gain ({fmt_diff(gain)}) is the decision threshold moving ({shift})"
     explaining = [c for c in vs if not beaten[c]]
     control = max(explaining, key=lambda c: conds[c][metric]) if explaining else None
@@ -116,6 +135,7 @@ def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
         )
     if missing:
         text += f"; {' and '.join(missing)} did not run, so no better operating point can be claimed"
+    text += also_loss
     return {"kind": "threshold moved", "text": text, "control": control}
 
 
