@@ -149,3 +149,36 @@ def test_auc_below_the_best_control_is_never_a_better_operating_point():
     assert "better operating point" not in v["text"].replace("can make it a better operating point", "")
     assert v["text"].startswith("a worse classifier than the best no-GAN control real+copies")
     assert "Holm p = 0.008" in v["text"]
+
+
+# ----------------------------------------------------------------------------- 4. another set's moved threshold
+
+
+def set_block(bal, at_mix, vs_real_bal=None, auc=(-0.002, (-0.008, 0.004))):
+    diff = lambda est, iv: {"estimate": est, "interval": list(iv), "interval_90": list(iv), "p": 0.001}  # noqa: E731
+    block = {"n_per_class": {"Normal": 1000, "COVID": 1000}, "accuracy": bal, "balanced_accuracy": bal,
+             "accuracy_at_validation_mix": at_mix}
+    if vs_real_bal is not None:
+        block["vs_real"] = {"accuracy": diff(*vs_real_bal), "balanced_accuracy": diff(*vs_real_bal),
+                            "roc_auc": diff(*auc)}
+        block["vs_control"] = {"control": "real+copies", "roc_auc": diff(*auc)}
+    return block
+
+
+def test_large_set_threshold_line_names_balanced_accuracy_and_the_explaining_control():
+    block = set_block(0.735, 0.720, vs_real_bal=(0.094, (0.076, 0.110)))
+    controls = {PC: set_block(0.723, 0.731), "real+classweight": set_block(0.727, 0.725)}
+    v = verdicts.set_verdict(block, "real+torch", real=set_block(0.641, 0.722), controls=controls)
+    assert v["kind"] == "threshold moved" and v["control"] == "real+classweight"
+    assert "the balanced accuracy (= accuracy on this set's 1000/1000 class mix) gain over real (+0.094" in v["text"]
+    assert "the accuracy gain" not in v["text"]
+    assert "real+classweight (real images, class-weighted loss, no GAN images) reaches balanced accuracy 0.727" in v["text"]
+    assert "accuracy at the validation class mix -0.002 against real" in v["text"]
+
+
+def test_external_set_at_the_validation_mix_keeps_the_word_accuracy():
+    block = set_block(0.70, 0.70, vs_real_bal=(0.05, (0.01, 0.09)))
+    block["n_per_class"] = {"Normal": 120, "COVID": 72}
+    v = verdicts.set_verdict(block, "real+tf")
+    assert "the accuracy gain over real (+0.050" in v["text"] and "balanced" not in v["text"]
+    assert "real:prior-corrected and real+classweight not evaluated on this set" in v["text"]

@@ -65,12 +65,15 @@ def test_set_lines(results: dict) -> list[str]:
             continue
         home = verdict(results, cond)
         parts = [f"{cond}: home (validation) says {home['kind']}"]
+        judged = {}
         for key, name in (("external", "external set"), ("large_test", "large test set")):
             block = conds[cond].get(key)
             if block:
-                parts.append(f"{name}: {set_verdict(block, cond)['text']}")
+                controls = {c: conds[c].get(key) for c in stats.OPERATING_POINT_CONTROLS if c in conds}
+                judged[key] = set_verdict(block, cond, real=(conds.get("real") or {}).get(key), controls=controls)
+                parts.append(f"{name}: {judged[key]['text']}")
         if len(parts) > 1:
-            truth = set_verdict(conds[cond]["large_test"], cond)["kind"] if conds[cond].get("large_test") else None
+            truth = judged["large_test"]["kind"] if "large_test" in judged else None
             agree = ""
             if truth is not None:
                 home_better, truth_better = home["kind"] == "better classifier", truth == "better classifier"

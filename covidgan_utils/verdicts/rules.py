@@ -139,18 +139,36 @@ def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
     return {"kind": "threshold moved", "text": text, "control": control}
 
 
-def set_verdict(block: dict, cond: str, margin: float = stats.EQUIVALENCE_MARGIN) -> dict:
+def set_verdict(
+    block: dict,
+    cond: str,
+    margin: float = stats.EQUIVALENCE_MARGIN,
+    real: dict | None = None,
+    controls: dict | None = None,
+) -> dict:
     """The reading's rule on another test set (descriptive, no correction): a better classifier needs an AUC gain
     over the home run's best no-GAN control (95% interval above 0); an accuracy gain over real without it is the
-    threshold moving; a 90% AUC interval inside the margin is no difference; anything else is inconclusive."""
+    threshold moving; a 90% AUC interval inside the margin is no difference; anything else is inconclusive.
+
+    On a set with as many images of each class (the large test set) accuracy is balanced accuracy, and it is named
+    so. ``real`` (real's block on this set) adds the accuracy at the validation class mix; ``controls`` ({control:
+    its block on this set}, the operating-point controls) names the control that explains a moved threshold."""
     auc = (block.get("vs_control") or block.get("vs_real") or {}).get("roc_auc")
     ref = (block.get("vs_control") or {}).get("control", "real")
-    acc = (block.get("vs_real") or {}).get("accuracy")
+    per_class = list((block.get("n_per_class") or {}).values())
+    balanced = len(per_class) > 1 and len(set(per_class)) == 1
+    metric = "balanced_accuracy" if balanced else "accuracy"
+    name = (
+        f"balanced accuracy (= accuracy on this set's {'/'.join(str(n) for n in per_class)} class mix)"
+        if balanced
+        else "accuracy"
+    )
+    acc = (block.get("vs_real") or {}).get(metric) or (block.get("vs_real") or {}).get("accuracy")
     if auc is None or auc["interval"][0] is None:
         kind = "n/a"
         text = f"ROC AUC not comparable with {ref}'s (one class only)"
         if acc is not None and acc["interval"][0] is not None:
-            text += f"; accuracy vs real {fmt_diff(acc)}"
+            text += f"; {name} vs real {fmt_diff(acc)}"
         return {"kind": kind, "text": text, "control": ref}
     low, high = auc["interval"]
     auc_text = f"ROC AUC vs {ref} {fmt_diff(auc)}"
@@ -159,8 +177,24 @@ def set_verdict(block: dict, cond: str, margin: float = stats.EQUIVALENCE_MARGIN
     if high < 0:
         return {"kind": "worse classifier", "text": f"a worse classifier: {auc_text}", "control": ref}
     if acc is not None and acc["interval"][0] is not None and acc["interval"][0] > 0:
-        text = f"not a better classifier ({auc_text}); the accuracy gain over real ({fmt_diff(acc)}) is the threshold moving"
-        return {"kind": "threshold moved", "text": text, "control": ref}
+        text = f"not a better classifier ({auc_text}); the {name} gain over real ({fmt_diff(acc)}) is the threshold moving"
+        present = {c: b for c, b in (controls or {}).items() if c != cond and b and b.get(metric) is not None}
+        if present:
+            control = max(present, key=lambda c: present[c][metric])
+            text += (
+                f": {control} ({CONTROL_DESCRIPTIONS[control]}, no GAN images) reaches {metric.replace('_', ' ')} "
+                f"{num(present[control][metric])} on this set ({cond} - {control}: "
+                f"{signed(block[metric] - present[control][metric], 3)})"
+            )
+        else:
+            control = None
+        missing = [c for c in stats.OPERATING_POINT_CONTROLS if c != cond and c not in present]
+        if missing:
+            text += f"; {' and '.join(missing)} not evaluated on this set"
+        mix_key = "accuracy_at_validation_mix"
+        if balanced and real and block.get(mix_key) is not None and real.get(mix_key) is not None:
+            text += f"; accuracy at the validation class mix {signed(block[mix_key] - real[mix_key], 3)} against real"
+        return {"kind": "threshold moved", "text": text, "control": control or ref}
     low90, high90 = auc.get("interval_90") or (None, None)
     if low90 is not None and -margin < low90 and high90 < margin:
         return {
