@@ -145,7 +145,7 @@ def procedure_frame(results: dict):
                 f"{signed_interval(t['roc_auc_interval'])} {t['roc_auc_kind']}",
                 "declares a gain": e["raw_gain"],
                 "declares a gain, McNemar p < 0.05": e["mcnemar_gain"],
-                "the rate is": e["rate_is"],
+                "the rate is": stats.rate_is(t["accuracy_kind"]),
             }
         )
     return pd.DataFrame(rows).set_index("simulation") if rows else pd.DataFrame()

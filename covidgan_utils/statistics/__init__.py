@@ -56,7 +56,7 @@ from .comparisons import (
 from .power import mcnemar_mde, mcnemar_power, min_significant_images, power_table
 from .procedure import _declared_gains as _declared_gains
 from .procedure import _draw_validation_sets as _draw_validation_sets
-from .procedure import procedure_error_rate, procedure_on_test_set
+from .procedure import UNKNOWN_TRUTH_RATE, procedure_error_rate, procedure_on_test_set, rate_is
 
 __all__ = [
     "BOOTSTRAP_METRICS",
@@ -66,6 +66,7 @@ __all__ = [
     "OPERATING_POINT_CONTROLS",
     "PRIMARY_RULE",
     "PRIOR_CORRECTED",
+    "UNKNOWN_TRUTH_RATE",
     "add_prior_corrected",
     "analyse",
     "best_control",
@@ -90,6 +91,7 @@ __all__ = [
     "prior_offset",
     "procedure_error_rate",
     "procedure_on_test_set",
+    "rate_is",
     "scored",
     "seed_matrix",
     "stratified_counts",

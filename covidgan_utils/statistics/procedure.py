@@ -107,6 +107,20 @@ def _truth_kind(interval, interval_90, margin: float) -> str:
     return "inconclusive"
 
 
+UNKNOWN_TRUTH_RATE = "rate of declared gains; the truth is not known to be zero"
+
+
+def rate_is(accuracy_kind: str) -> str:
+    """What the rate of declared gains is, from the truth's accuracy verdict: "power" where the truth shows a gain,
+    "false-gain rate" where it shows none (no difference or a loss), :data:`UNKNOWN_TRUTH_RATE` where the truth is
+    inconclusive (its interval spans 0 without being inside the margin) or not measured."""
+    if accuracy_kind == "gain":
+        return "power"
+    if accuracy_kind in ("no difference", "loss"):
+        return "false-gain rate"
+    return UNKNOWN_TRUTH_RATE
+
+
 def procedure_on_test_set(
     predictions,
     draw_per_class: dict,
@@ -125,8 +139,9 @@ def procedure_on_test_set(
     set (class-stratified paired bootstrap, seed means), and the difference in ROC AUC. Each simulated experiment
     draws one validation set of ``draw_per_class`` images from the large set (within class, without replacement),
     takes one head of ``base`` and one of the other condition (one run each) and applies the report's procedure:
-    a gain if accuracy rises (raw), or rises with exact McNemar p < alpha. Where the truth shows no gain, the rate
-    of declared gains is the procedure's false-gain rate; where it shows one, the rate is its power.
+    a gain if accuracy rises (raw), or rises with exact McNemar p < alpha. Where the truth shows no gain (no
+    difference or a loss), the rate of declared gains is the procedure's false-gain rate; where it shows one, the
+    rate is its power; where it is inconclusive, it is only a rate of declared gains (:func:`rate_is`).
     Two heads of ``base`` differing only in their seed give the same simulation for one condition against itself: no
     condition gains over itself, so every gain declared there is false for the report's question, even where the two
     heads' own true accuracies differ (``head_accuracy_at_mix``: head-seed variation, which a McNemar test of one pair
@@ -214,9 +229,9 @@ def procedure_on_test_set(
             "raw_gain": float(raw.mean()),
             "mcnemar_gain": float(sig.mean()),
             "mean_discordant_images": float(n_disc.mean()),
-            "rate_is": "power" if truth["accuracy_kind"] == "gain" else "false-gain rate",
+            "rate_is": rate_is(truth["accuracy_kind"]),
         }
     return out
 
 
-__all__ = ["procedure_error_rate", "procedure_on_test_set"]
+__all__ = ["UNKNOWN_TRUTH_RATE", "procedure_error_rate", "procedure_on_test_set", "rate_is"]

@@ -132,14 +132,19 @@ def large_procedure_lines(sim: dict | None) -> list[str]:
         if entry is None:
             continue
         t = truth_text(entry["truth"])
+        rate = stats.rate_is(entry["truth"]["accuracy_kind"])  # from the truth, whatever results.json stored
+        meaning = {
+            "power": "its power, since the truth shows a gain.",
+            "false-gain rate": "its false-gain rate, since the truth shows no accuracy gain.",
+        }.get(
+            rate,
+            "a rate of declared gains only: the truth is not known to be zero (its interval spans 0 and is not "
+            "inside the margin), so this is neither a false-gain rate nor power.",
+        )
         lines.append(
             f"{cond} vs {sim['base']}: {t}; the procedure declares a gain (raw) in {100 * entry['raw_gain']:.0f}% of the "
             f"draws, a McNemar-significant one in {100 * entry['mcnemar_gain']:.1f}%: "
-            + (
-                "its power, since the truth shows a gain."
-                if entry["rate_is"] == "power"
-                else "its false-gain rate, since the truth shows no accuracy gain."
-            )
+            + meaning
         )
     return lines
 
