@@ -129,3 +129,25 @@ def test_paper_time_extrapolates_from_a_short_run(tmp_path):
     assert est["paper_total_h"] == pytest.approx(expected / 3600, abs=0.01)
     with pytest.raises(FileNotFoundError, match="paper-smoke"):
         paper_time.epoch_seconds(tmp_path / "missing", "torch")
+
+
+@pytest.mark.parametrize("tag", ["..", ".", "../victim", "/abs/victim", "a/b", "a\\b"])
+def test_demo_gan_quality_takes_only_a_plain_tag_and_deletes_nothing(tmp_path, tag, capsys):
+    from benchmarks.investigations import demo_gan_quality
+
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "thesis.tex").write_text("keep me")
+    if tag.startswith("/abs"):
+        tag = str(victim)
+    run_dir = tmp_path / "run"
+    with pytest.raises(SystemExit) as err:
+        demo_gan_quality.main(["torch", "--tag", tag, "--run-dir", str(run_dir), "--out", str(tmp_path / "o.jsonl")])
+    assert err.value.code == 2
+    message = capsys.readouterr().err
+    assert "--tag" in message and "plain folder name" in message and "Fix:" in message
+    assert (victim / "thesis.tex").read_text() == "keep me" and not run_dir.exists()
+    with pytest.raises(SystemExit):
+        demo_gan_quality.main(["torch", "--diffaugment", "../../victim", "--run-dir", str(run_dir)])
+    assert "--diffaugment" in capsys.readouterr().err and not run_dir.exists()
+    assert demo_gan_quality.plain_name("lr5e-4_s0") and demo_gan_quality.plain_name("w1.0_lr0.0002")

@@ -28,6 +28,12 @@ def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
     return float(centre - half), float(centre + half)
 
 
+def plain_name(tag: str) -> bool:
+    """A name of one folder below RUN/candidates: no path separator, not '.' or '..', not absolute."""
+    seps = {"/", "\\", os.sep} | ({os.altsep} if os.altsep else set())
+    return bool(tag) and tag not in (".", "..") and not any(c in tag for c in seps) and "\0" not in tag
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("framework", choices=("torch", "tf"))
@@ -39,13 +45,20 @@ def main(argv=None) -> dict:
     ap.add_argument("--diffaugment", default=None)
     ap.add_argument("--ema", type=float, default=None, help="sample from a moving average of G's weights (decay per step)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--tag", default="")
+    ap.add_argument("--tag", default="", help="a plain folder name: the run's candidates/<tag> (deleted and remade)")
     ap.add_argument("--run-dir", default="runs/inv18")
     ap.add_argument("--out", default="benchmarks/investigations/demo_gan_quality.jsonl")
     ap.add_argument("--keep", action="store_true", help="keep the checkpoint folder (default: a fresh one per run)")
     ap.add_argument("--score-only", action="store_true", help="score the checkpoints already in the folder")
     ap.add_argument("--eval-every", type=int, default=0, help="also score the checkpoints every N epochs (0: the last only)")
     args = ap.parse_args(argv)
+    if args.tag and not plain_name(args.tag):
+        ap.error(f"--tag {args.tag!r} is no plain folder name: it becomes RUN/candidates/<tag>, which is deleted and "
+                 "remade. Nothing was written or deleted. Fix: pass a name without '/' or '\\', not '.' or '..', "
+                 "e.g. --tag lr5e-4")
+    if not args.tag and args.diffaugment and not plain_name(args.diffaugment):
+        ap.error(f"--diffaugment {args.diffaugment!r} would make the folder name RUN/candidates/<name> a path. Nothing "
+                 "was written or deleted. Fix: pass a policy such as color,translation, or a plain --tag")
 
     from covidgan_utils import config, data, fidelity, gan_loop, synthesis  # noqa: F401 - loaded before training
 
@@ -61,6 +74,9 @@ def main(argv=None) -> dict:
     batch = args.batch_size or cfg.settings[f"{fw}_batch_size"]
     name = args.tag or f"{fw}_w{width}_e{epochs}_b{batch}_lr{args.lr:g}_b1{args.beta1:g}_da{args.diffaugment or 'off'}_ema{args.ema or 'off'}_s{args.seed}"
     out_dir = Path(cfg.run_dir) / "candidates" / name
+    if out_dir.parent.is_symlink() or out_dir.is_symlink():
+        ap.error(f"{out_dir.parent if out_dir.parent.is_symlink() else out_dir} is a symbolic link; this script deletes "
+                 "and remakes RUN/candidates/<tag> and never follows a link. Fix: remove the link or choose another --run-dir")
     if out_dir.exists() and not (args.keep or args.score_only):
         import shutil
 
