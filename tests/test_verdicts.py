@@ -182,3 +182,30 @@ def test_external_set_at_the_validation_mix_keeps_the_word_accuracy():
     v = verdicts.set_verdict(block, "real+tf")
     assert "the accuracy gain over real (+0.050" in v["text"] and "balanced" not in v["text"]
     assert "real:prior-corrected and real+classweight not evaluated on this set" in v["text"]
+
+
+# ----------------------------------------------------------------------------- 6. descriptive verdicts say so
+
+
+def test_a_control_s_better_classifier_is_marked_descriptive():
+    conds = all_conditions(**{"real+tf": condition(auc=0.85)})
+    paired = [pair("real", "real+copies", "roc_auc", 0.016, (0.001, 0.032), 0.043)]
+    res = results(conds, paired, [])
+    v = verdicts.verdict(res, "real+copies")
+    assert v["kind"] == "better classifier" and v["descriptive"]
+    assert f"descriptive: uncorrected p, one of {len(res['paired'])} paired comparisons" in v["text"]
+    assert "not a primary comparison" in v["text"]
+
+
+def test_a_primary_verdict_is_not_marked_descriptive():
+    conds = all_conditions(**{"real+tf": condition(auc=0.88)})
+    paired = [pair("real+copies", "real+tf", "roc_auc", 0.03, (0.012, 0.05), 0.002, primary=True, holm_p=0.004)]
+    v = verdicts.verdict(results(conds, paired, []), "real+tf")
+    assert v["kind"] == "better classifier" and not v["descriptive"] and "descriptive" not in v["text"]
+
+
+def test_a_gan_condition_s_threshold_verdict_is_marked_descriptive():
+    conds = all_conditions(**{"real+tf": condition(acc=0.74, bal=0.74, auc=0.848)})
+    paired = [pair("real", "real+tf", "balanced_accuracy", 0.11, (0.06, 0.16), 0.001)]
+    v = verdicts.verdict(results(conds, paired, []), "real+tf")
+    assert v["kind"] == "threshold moved" and v["descriptive"] and "uncorrected p" in v["text"]

@@ -18,7 +18,30 @@ def _significant(entry, alpha: float = 0.05) -> bool:
     return entry is not None and entry.get("p") is not None and entry["p"] < alpha
 
 
+DESCRIPTIVE_KINDS = ("better operating point", "threshold moved", "worse operating point")
+
+
 def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
+    """:func:`judged`, with a verdict that rests on uncorrected p-values marked descriptive in its text: every
+    verdict of a condition without GAN images (only the GAN conditions' ROC AUC against the best no-GAN control
+    is primary), and a GAN condition's operating-point verdicts and ROC AUC judged against real.
+    ``descriptive`` says which."""
+    v = judged(results, cond, alpha)
+    is_gan = cond in stats.GAN_CONDITIONS
+    rests_on_p = v["kind"] not in ("no difference", "inconclusive")
+    descriptive = rests_on_p and (
+        not is_gan or v["kind"] in DESCRIPTIVE_KINDS or (v["kind"] == "worse classifier" and v["control"] is None)
+    )
+    if descriptive:
+        n = len(results.get("paired") or [])
+        v["text"] += (
+            f" (descriptive: uncorrected p, one of {n} paired comparisons in this run, not Holm-corrected; "
+            "not a primary comparison)"
+        )
+    return {**v, "descriptive": descriptive}
+
+
+def judged(results: dict, cond: str, alpha: float = 0.05) -> dict:
     """How to read ``cond`` against ``real``: {"kind": ..., "text": ..., "control": the control named or None}.
 
     kinds: "better classifier", "not better than the best control", "worse classifier" (below real, or for a GAN
