@@ -173,6 +173,7 @@ def generate(
     plan = {_class_name(k): int(v) for k, v in plan.items()}
     plan = {c: plan[c] for c in CLASSES if c in plan}  # always Normal then COVID
     settings = {"framework": framework, "plan": plan, "seed": int(seed), "batch_size": int(batch_size)}
+    _check_own_folder(out_dir)
     run_dir = out_dir.parent.parent
     stamped = _has_split(run_dir)
     if stamped and (run_dir / GAN_FOLDERS[framework]).exists():
@@ -320,6 +321,38 @@ def _write_png(path: Path, img: np.ndarray, Image) -> None:
         Image.fromarray(img, mode="RGB").save(path)
     else:
         Image.fromarray(img[..., 0]).save(path)
+
+
+def _is_own_folder(out_dir: Path) -> bool:
+    """A folder :func:`generate` wrote: a manifest.csv with the synthetic manifest's header (settings.json beside it
+    since settings were recorded; older folders have the manifest alone)."""
+    manifest = out_dir / "manifest.csv"
+    if manifest.is_symlink() or not manifest.is_file():
+        return False
+    try:
+        with open(manifest, encoding="utf-8") as fh:
+            header = fh.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return header.split(",") == MANIFEST_COLUMNS
+
+
+def _check_own_folder(out_dir: Path) -> None:
+    """Refuse, before anything is written, an ``out_dir`` that replacing would delete someone else's files in:
+    a link, a file, or a non-empty folder that is no synthetic folder of this project."""
+    fix = "Nothing was written or deleted. Fix: move your files elsewhere, or pass another out_dir / run_dir."
+    if out_dir.is_symlink():
+        raise FileExistsError(f"{_shown(out_dir)} is a symbolic link; synthetic images are never written through a "
+                              f"link. {fix.replace('move your files elsewhere', 'remove the link (not its target)')}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{_shown(out_dir)} is a file, not a folder of synthetic images. {fix}")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not _is_own_folder(out_dir):
+        names = sorted(p.name for p in out_dir.iterdir())
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        raise FileExistsError(
+            f"{_shown(out_dir)} is not empty and is no folder of synthetic images this project wrote (no manifest.csv "
+            f"of its own; it holds {shown}); replacing it would delete them. {fix}"
+        )
 
 
 def _swap_into_place(tmp: Path, out_dir: Path) -> None:

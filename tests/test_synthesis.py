@@ -221,3 +221,36 @@ def test_no_trained_generator_stops_naming_the_notebooks(tmp_path, capsys):
     assert synthesis.gan_module("torch").__name__ == "covidgan_utils.torch_gan"
     with pytest.raises(ValueError, match="framework"):
         synthesis.gan_module("jax")
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_generate_refuses_a_folder_it_did_not_write_and_deletes_nothing(tmp_path, overwrite):
+    out = synthesis.framework_dir(tmp_path, "torch")
+    out.mkdir(parents=True)
+    (out / "my-scans.png").write_bytes(b"someone's image")
+    (out / "manifest.csv").write_text("patient,diagnosis\n1,COVID\n")  # a manifest, but not the project's
+    before = sorted(p.name for p in out.parent.iterdir())
+    with pytest.raises(FileExistsError, match="no folder of synthetic images this project wrote") as err:
+        synthesis.generate("torch", None, {"COVID": 2}, out, seed=1, progress=False, image_size=SIZE,
+                           overwrite=overwrite, sample_fn=fake_sample)
+    message = str(err.value)
+    assert "synthetic/torch" in message and "my-scans.png" in message and "Nothing was written or deleted" in message
+    assert "Fix:" in message
+    assert (out / "my-scans.png").read_bytes() == b"someone's image"
+    assert sorted(p.name for p in out.parent.iterdir()) == before  # no temporary folder either
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "keep.txt").write_text("keep")
+    link = synthesis.framework_dir(tmp_path, "tf")
+    link.symlink_to(target, target_is_directory=True)
+    with pytest.raises(FileExistsError, match="symbolic link"):
+        synthesis.generate("tf", None, {"COVID": 2}, link, seed=1, progress=False, image_size=SIZE,
+                           overwrite=overwrite, sample_fn=fake_sample)
+    assert [p.name for p in target.iterdir()] == ["keep.txt"] and link.is_symlink()
+    # the project's own folder is still replaced with overwrite, and an empty folder is used
+    (out / "my-scans.png").unlink()
+    (out / "manifest.csv").unlink()
+    synthesis.generate("torch", None, {"COVID": 2}, out, seed=1, progress=False, image_size=SIZE, sample_fn=fake_sample)
+    synthesis.generate("torch", None, {"COVID": 3}, out, seed=2, progress=False, image_size=SIZE, overwrite=True,
+                       sample_fn=fake_sample)
+    assert len(pd.read_csv(out / "manifest.csv")) == 3
