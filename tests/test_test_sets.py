@@ -89,7 +89,11 @@ def test_procedure_against_the_truth_of_a_large_set():
     assert 0.3 < out["same_classifier"]["raw_gain"] < 0.55 and out["same_classifier"]["mcnemar_gain"] <= 0.06
     torch_ = out["conditions"]["real+torch"]
     assert torch_["truth"]["accuracy_kind"] in ("no difference", "inconclusive", "loss")
-    assert torch_["rate_is"] == st.rate_is(torch_["truth"]["accuracy_kind"]) != "power" and 0.25 < torch_["raw_gain"] < 0.6 and torch_["mcnemar_gain"] < 0.1
+    assert (
+        torch_["rate_is"] == st.rate_is(torch_["truth"]["accuracy_kind"]) != "power"
+        and 0.25 < torch_["raw_gain"] < 0.6
+        and torch_["mcnemar_gain"] < 0.1
+    )
     tf = out["conditions"]["real+tf"]
     assert tf["truth"]["accuracy_kind"] == "gain" and tf["truth"]["roc_auc_kind"] == "gain"
     assert tf["rate_is"] == "power" and tf["raw_gain"] > 0.95
@@ -298,11 +302,22 @@ def test_an_inconclusive_truth_is_not_called_a_false_gain_rate():
     assert st.rate_is("gain") == "power"
     assert st.rate_is("no difference") == st.rate_is("loss") == "false-gain rate"
     assert st.rate_is("inconclusive") == "rate of declared gains; the truth is not known to be zero"
-    truth = {"accuracy_difference": 0.010, "accuracy_interval": [-0.004, 0.024], "accuracy_kind": "inconclusive",
-             "roc_auc_difference": 0.01, "roc_auc_interval": [0.004, 0.017], "roc_auc_kind": "gain"}
-    sim = {"n_sim": 100, "draw_per_class": {"Normal": 120, "COVID": 72}, "base": "real",
-           "conditions": {"real+tf": {"truth": truth, "raw_gain": 0.5, "mcnemar_gain": 0.06,
-                                      "rate_is": "false-gain rate"}}}  # as stored before: the wrong label
+    truth = {
+        "accuracy_difference": 0.010,
+        "accuracy_interval": [-0.004, 0.024],
+        "accuracy_kind": "inconclusive",
+        "roc_auc_difference": 0.01,
+        "roc_auc_interval": [0.004, 0.017],
+        "roc_auc_kind": "gain",
+    }
+    sim = {
+        "n_sim": 100,
+        "draw_per_class": {"Normal": 120, "COVID": 72},
+        "base": "real",
+        "conditions": {
+            "real+tf": {"truth": truth, "raw_gain": 0.5, "mcnemar_gain": 0.06, "rate_is": "false-gain rate"}
+        },
+    }  # as stored before: the wrong label
     line = next(s for s in verdicts.large_procedure_lines(sim) if s.startswith("real+tf vs real"))
     assert "+0.010 [-0.004, +0.024] (inconclusive)" in line
     assert "false-gain rate" not in line.replace("neither a false-gain rate", "")

@@ -1,10 +1,7 @@
 """The reading's words on hand-built results: Holm for primary comparisons, losses, the best control, other sets."""
 
-import pytest
-
-from covidgan_utils import evaluation
+from covidgan_utils import evaluation, verdicts
 from covidgan_utils import statistics as st
-from covidgan_utils import verdicts
 
 PC = st.PRIOR_CORRECTED
 
@@ -36,8 +33,16 @@ def pair(a, b, metric, estimate, interval, p, primary=False, holm_p=None):
 
 def equivalence(a, b, metric, interval_90, verdict):
     inside = -st.EQUIVALENCE_MARGIN < interval_90[0] and interval_90[1] < st.EQUIVALENCE_MARGIN
-    return {"a": a, "b": b, "metric": metric, "margin": st.EQUIVALENCE_MARGIN, "interval_90": list(interval_90),
-            "p": 0.5, "equivalent": inside, "verdict": verdict}
+    return {
+        "a": a,
+        "b": b,
+        "metric": metric,
+        "margin": st.EQUIVALENCE_MARGIN,
+        "interval_90": list(interval_90),
+        "p": 0.5,
+        "equivalent": inside,
+        "verdict": verdict,
+    }
 
 
 NULL = ((-0.02, 0.02), 0.6)  # a difference the data cannot tell from 0
@@ -49,8 +54,17 @@ def results(conds: dict, paired: list, equivalences: list, control="real+copies"
     for a, b in st.comparisons(conds):
         for m in st.BOOTSTRAP_METRICS:
             if (a, b, m) not in given:
-                paired.append(pair(a, b, m, 0.0, *NULL, primary=(m == "roc_auc" and a == control
-                                                                 and b in st.GAN_CONDITIONS), holm_p=None))
+                paired.append(
+                    pair(
+                        a,
+                        b,
+                        m,
+                        0.0,
+                        *NULL,
+                        primary=(m == "roc_auc" and a == control and b in st.GAN_CONDITIONS),
+                        holm_p=None,
+                    )
+                )
     for e in paired:
         if e["primary"] and e["holm_p"] is None:
             e["holm_p"] = e["p"]
@@ -59,8 +73,12 @@ def results(conds: dict, paired: list, equivalences: list, control="real+copies"
         for m in ("roc_auc", "accuracy"):
             if (a, b, m) not in got:
                 equivalences.append(equivalence(a, b, m, (-0.03, 0.03), "inconclusive"))
-    return {"conditions": conds, "paired": paired, "equivalence": equivalences,
-            "primary": {"control": control, "rule": st.PRIMARY_RULE, "comparisons": []}}
+    return {
+        "conditions": conds,
+        "paired": paired,
+        "equivalence": equivalences,
+        "primary": {"control": control, "rule": st.PRIMARY_RULE, "comparisons": []},
+    }
 
 
 def all_conditions(**gan):
@@ -156,11 +174,18 @@ def test_auc_below_the_best_control_is_never_a_better_operating_point():
 
 def set_block(bal, at_mix, vs_real_bal=None, auc=(-0.002, (-0.008, 0.004))):
     diff = lambda est, iv: {"estimate": est, "interval": list(iv), "interval_90": list(iv), "p": 0.001}  # noqa: E731
-    block = {"n_per_class": {"Normal": 1000, "COVID": 1000}, "accuracy": bal, "balanced_accuracy": bal,
-             "accuracy_at_validation_mix": at_mix}
+    block = {
+        "n_per_class": {"Normal": 1000, "COVID": 1000},
+        "accuracy": bal,
+        "balanced_accuracy": bal,
+        "accuracy_at_validation_mix": at_mix,
+    }
     if vs_real_bal is not None:
-        block["vs_real"] = {"accuracy": diff(*vs_real_bal), "balanced_accuracy": diff(*vs_real_bal),
-                            "roc_auc": diff(*auc)}
+        block["vs_real"] = {
+            "accuracy": diff(*vs_real_bal),
+            "balanced_accuracy": diff(*vs_real_bal),
+            "roc_auc": diff(*auc),
+        }
         block["vs_control"] = {"control": "real+copies", "roc_auc": diff(*auc)}
     return block
 
@@ -172,7 +197,10 @@ def test_large_set_threshold_line_names_balanced_accuracy_and_the_explaining_con
     assert v["kind"] == "threshold moved" and v["control"] == "real+classweight"
     assert "the balanced accuracy (= accuracy on this set's 1000/1000 class mix) gain over real (+0.094" in v["text"]
     assert "the accuracy gain" not in v["text"]
-    assert "real+classweight (real images, class-weighted loss, no GAN images) reaches balanced accuracy 0.727" in v["text"]
+    assert (
+        "real+classweight (real images, class-weighted loss, no GAN images) reaches balanced accuracy 0.727"
+        in v["text"]
+    )
     assert "accuracy at the validation class mix -0.002 against real" in v["text"]
 
 

@@ -54,9 +54,9 @@ from .comparisons import (
     judged_p,
 )
 from .power import mcnemar_mde, mcnemar_power, min_significant_images, power_table
+from .procedure import UNKNOWN_TRUTH_RATE, procedure_error_rate, procedure_on_test_set, rate_is
 from .procedure import _declared_gains as _declared_gains
 from .procedure import _draw_validation_sets as _draw_validation_sets
-from .procedure import UNKNOWN_TRUTH_RATE, procedure_error_rate, procedure_on_test_set, rate_is
 
 __all__ = [
     "BOOTSTRAP_METRICS",

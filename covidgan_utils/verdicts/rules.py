@@ -117,10 +117,7 @@ def judged(results: dict, cond: str, alpha: float = 0.05) -> dict:
     )
     loss_text = " and ".join(f"{m.replace('_', ' ')} below real's ({fmt_diff(changes[m])})" for m in losses)
     if not gains and losses:
-        text = (
-            f"a worse operating point: {auc_text}, but a significant loss: "
-            f"{loss_text} ({shift})"
-        )
+        text = f"a worse operating point: {auc_text}, but a significant loss: {loss_text} ({shift})"
         return {"kind": "worse operating point", "text": text, "control": None}
     if not gains:
         if equivalent:
@@ -200,7 +197,9 @@ def set_verdict(
     if high < 0:
         return {"kind": "worse classifier", "text": f"a worse classifier: {auc_text}", "control": ref}
     if acc is not None and acc["interval"][0] is not None and acc["interval"][0] > 0:
-        text = f"not a better classifier ({auc_text}); the {name} gain over real ({fmt_diff(acc)}) is the threshold moving"
+        text = (
+            f"not a better classifier ({auc_text}); the {name} gain over real ({fmt_diff(acc)}) is the threshold moving"
+        )
         present = {c: b for c, b in (controls or {}).items() if c != cond and b and b.get(metric) is not None}
         if present:
             control = max(present, key=lambda c: present[c][metric])
