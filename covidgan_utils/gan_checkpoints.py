@@ -5,8 +5,9 @@ The layout is the same in both frameworks::
     OUT/checkpoints/epoch_0010/state.json    epoch, history, build kwargs, options (written last)
     OUT/checkpoints/epoch_0010/weights.*     models, optimizers, random state (the framework's own format)
 
-A folder is written under a temporary name and renamed when complete. Rotation deletes only folders that
-load as this framework's checkpoints and hold nothing else; anything else is reported and left in place.
+A folder is written under a temporary name and renamed when complete. Rotation deletes only real folders (never
+a symbolic link, nor anything through one) that load as this framework's checkpoints and hold nothing else;
+anything else is reported and left in place.
 Every function takes the framework module ``fw`` (``torch_gan`` or ``tf_gan``) for its NAME, WEIGHT_FILES,
 save_checkpoint, restore_checkpoint and build_generator.
 """
@@ -166,7 +167,10 @@ def _set_aside(path: Path, err: Exception) -> None:
 
 
 def _remove(fw, path: Path) -> None:
-    """Delete a verified checkpoint folder: the files a checkpoint write makes, then the folder if it is empty."""
+    """Delete a verified checkpoint folder: the files a checkpoint write makes, then the folder if it is empty.
+    A symbolic link is never followed: its target is not this run's to delete."""
+    if path.is_symlink():
+        return
     for p in path.iterdir():
         if p.is_file() and _own(fw, p.name):
             p.unlink(missing_ok=True)
@@ -184,6 +188,16 @@ def _rotate(fw, out_dir: Path, epoch: int, keep_last: int) -> None:
     kept = 0
     for path in checkpoint_folders(out_dir):
         if _epoch_of(path) > epoch:
+            continue
+        if path.is_symlink():  # never followed: what it points to was not written by this run
+            if str(path) not in _REPORTED:
+                _REPORTED.add(str(path))
+                print(
+                    f"Not deleting old checkpoint {path.name}: it is a symbolic link (to {os.readlink(path)}), and "
+                    "rotation never deletes through a link. It was left in place; remove the link yourself "
+                    "(that removes the link, not its target).",
+                    file=sys.stderr,
+                )
             continue
         err = load_error(fw, path)
         if err is not None:

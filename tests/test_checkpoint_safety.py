@@ -173,3 +173,38 @@ def test_torch_load_message_strips_the_unsafe_advice(tmp_path, capsys):
     _assert_safe_message(err)
     assert err.count("Skipping unreadable checkpoint") == 3 and "does not hold the state of generator" in err
     assert sorted(p.name for p in folder.iterdir()) == ["epoch_0002", "epoch_0003", "epoch_0004"]
+
+
+def test_rotation_never_follows_a_symlinked_checkpoint(tmp_path, capsys):
+    """epoch_0001 is a link to another run's checkpoint: rotation skips it and the target keeps every file."""
+    torch = pytest.importorskip("torch")
+    import shutil
+
+    from covidgan_utils import torch_gan as gan
+
+    images, labels = _data()
+    kwargs = dict(batch_size=8, checkpoint_every=1, progress=False, samples_per_class=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        other = tmp_path / "other-run"
+        gan.train(gan.build_generator(16, width=0.125), gan.build_discriminator(16, width=0.125), images, labels,
+                  epochs=2, out_dir=other, keep_last=2, **kwargs)
+        target = other / "checkpoints" / "epoch_0001"
+        planted = _snapshot(sorted(target.iterdir()))
+        out = tmp_path / "run"
+        (out / "checkpoints").mkdir(parents=True)
+        (out / "checkpoints" / "epoch_0001").symlink_to(target, target_is_directory=True)
+        shutil.copytree(other / "checkpoints" / "epoch_0002", out / "checkpoints" / "epoch_0002")  # a real one
+        shutil.copy(other / "history.csv", out / "history.csv")
+        gan.train(gan.build_generator(16, width=0.125), gan.build_discriminator(16, width=0.125), images, labels,
+                  epochs=3, out_dir=out, keep_last=1, **kwargs)
+    finally:
+        torch.set_num_threads(threads)
+    err = capsys.readouterr().err
+    assert "Not deleting old checkpoint epoch_0001: it is a symbolic link" in err and "remove the link" in err
+    assert _snapshot(planted) == planted and sorted(p.name for p in target.iterdir()) == sorted(p.name for p in planted)
+    assert (out / "checkpoints" / "epoch_0001").is_symlink()
+    assert not (out / "checkpoints" / "epoch_0002").exists()  # a real, verified old checkpoint is still rotated
+    assert gan.load_generator(out).epoch == 3
