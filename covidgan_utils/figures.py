@@ -285,18 +285,75 @@ def data_samples(run_dir: Path, per_class: int = 8):
     return image_grid(rows, ncols=per_class, row_labels=list(CLASSES), suptitle="Phantom training images")
 
 
+class FiguresOutError(ValueError):
+    """An --out folder the figures must not be copied into; the message names it and the fix."""
+
+
+def _data_folders(run_dir: Path) -> list[Path]:
+    """The run's data folder (pipeline.json's data_dir) and the built-in phantoms' folder."""
+    from .config import phantom_root, repo_root
+
+    found = [phantom_root().resolve()]
+    state = Path(run_dir) / "pipeline.json"
+    try:
+        data_dir = read_json(state).get("data_dir") if state.is_file() else None
+    except (OSError, ValueError, AttributeError):
+        data_dir = None
+    if isinstance(data_dir, str) and data_dir:
+        path = Path(data_dir).expanduser()
+        found.append((path if path.is_absolute() else repo_root() / path).resolve())
+    return found
+
+
+def check_out_dir(out_dir, run_dir) -> Path:
+    """Refuse, before any figure is drawn, an --out folder that is a file, is in or holds a data folder, or holds
+    files other than this project's figures (which the copies would replace); returns it resolved."""
+    out = Path(out_dir).expanduser().resolve()
+    fix = "Nothing was written. Fix: pass an empty folder, or one holding only these figures, e.g. --out figures."
+    if out.exists() and not out.is_dir():
+        raise FiguresOutError(f"--out {rel(out)} is a file, not a folder. {fix}")
+    for data in _data_folders(Path(run_dir)):
+        if out == data or data in out.parents or out in data.parents:
+            raise FiguresOutError(
+                f"--out {rel(out)} is, contains or lies inside the data folder {rel(data)}; the project never writes "
+                f"into the data (figures there would be read as X-rays). {fix}"
+            )
+    if out.is_dir():
+        own = {f"{name}.png" for name in CATALOGUE}
+        foreign = sorted(p.name for p in out.iterdir()
+                         if p.name not in own and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise FiguresOutError(
+                f"--out {rel(out)} holds files that are no figures of this project ({shown}); the copies could "
+                f"replace files of yours there. {fix}"
+            )
+    return out
+
+
 def make_all(run_dir, out_dir=None) -> dict:
-    """Draw every figure the run has artifacts for into RUN/figures/ (and copy to out_dir); returns name -> path or reason."""
+    """Draw every figure the run has artifacts for into RUN/figures/ (and copy to out_dir); returns name -> path or reason.
+
+    ``out_dir`` is checked first (:func:`check_out_dir`); each copy is written to a temporary file and renamed onto
+    its name, so a link of that name is replaced, never written through.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .files import atomic_path
     from .plotting import save_fig, set_theme
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"Run directory {run_dir} does not exist. Fix: run the notebooks first (make demo).")
+    from .runs import check_no_links
+
+    check_no_links(run_dir)  # RUN/figures as a link would be written through
+    out = None if out_dir is None else check_out_dir(out_dir, run_dir)
+    if out is not None and out == (run_dir / "figures").resolve():
+        out = None  # the run's own figures folder: nothing to copy
     set_theme()
     makers = {
         "data_samples": lambda: data_samples(run_dir),
@@ -318,10 +375,10 @@ def make_all(run_dir, out_dir=None) -> dict:
             continue
         path = save_fig(fig, name, run_dir)
         plt.close(fig)
-        if out_dir is not None:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, Path(out_dir) / path.name)
-            path = Path(out_dir) / path.name
+        if out is not None:
+            with atomic_path(out / path.name) as tmp:  # os.replace: a link of that name is replaced, not followed
+                shutil.copyfile(path, tmp)
+            path = out / path.name
         done[name] = path
     return done
 
@@ -337,7 +394,7 @@ def main(argv=None) -> int:
     run_dir = run_dir if run_dir.is_absolute() else repo_root() / run_dir
     try:
         done = make_all(run_dir, args.out)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, FiguresOutError, ValueError) as exc:
         print(f"error: {exc}")
         return 1
     for name, where in done.items():
