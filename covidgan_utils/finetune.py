@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -217,6 +218,11 @@ def run(run_dir, out_dir=None, *, blocks=(0, 1, 2), conditions=CONDITIONS, seeds
 
     cfg = config.resolve(profile=profile, run_dir=str(run_dir))
     out_dir = Path(out_dir) if out_dir is not None else cfg.path("studies", "finetune")
+    from . import runs
+
+    # checked and marked before anything is written: a folder of someone else's files is refused
+    runs.claim_output(out_dir, label="Study folder", option="--out", data_dir=cfg.data_dir,
+                      is_old=lambda folder: runs.old_results(folder, set(), {"settings", "rows"}))
     s = {"run_dir": config.rel(run_dir), "blocks": [check_blocks(b) for b in blocks], "conditions": list(conditions),
          "seeds": [int(v) for v in seeds], "epochs": int(epochs), "vgg_weights": vgg_weights,
          # trainable_blocks = 0 is the report's head: on cached features its epochs cost seconds, so it gets
@@ -373,12 +379,22 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default="auto", help="VGG16 weights: auto, imagenet, random or a file")
     ap.add_argument("--out", default=None, help="output folder (default RUN_DIR/studies/finetune)")
     args = ap.parse_args(argv)
-    res = run(args.run_dir, args.out, blocks=[int(b) for b in args.blocks.split(",")],
-              seeds=[int(v) for v in args.seeds.split(",")], epochs=args.epochs, vgg_weights=args.weights,
-              profile=args.profile)
+    from .runs import RunDirError
+
+    try:
+        res = _run_cli(args)
+    except RunDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(table(res).round(3).to_string(index=False))
     print("\n".join(res["reading"]))
     return 0
+
+
+def _run_cli(args) -> dict:
+    return run(args.run_dir, args.out, blocks=[int(b) for b in args.blocks.split(",")],
+              seeds=[int(v) for v in args.seeds.split(",")], epochs=args.epochs, vgg_weights=args.weights,
+              profile=args.profile)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ deletes only the artifacts named in :data:`ARTIFACTS` (a link among them is unli
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 MARKER = ".covidgan-run"
 LOCK = ".lock"
@@ -45,36 +46,39 @@ def _temporary(name: str) -> bool:
     return name.startswith(".") and (name.endswith((".tmp", ".old")) or name.startswith(".tmp-") or ".old-" in name)
 
 
-def check_location(run_dir: Path, data_dir: Path | None = None) -> None:
-    """Refuse a run directory that is a file, or that is, contains or lies inside a folder it must never touch."""
+def check_location(run_dir: Path, data_dir: Path | None = None, *, label: str = "Run directory",
+                   fix: str | None = None) -> None:
+    """Refuse a run directory that is a file, or that is, contains or lies inside a folder it must never touch.
+
+    ``label`` and ``fix`` word the message for another output folder (a study's --out, a sweep's folder)."""
     from .config import phantom_root, repo_root
 
     run_dir = Path(run_dir).resolve()
-    fix = "Fix: choose a new folder for the run, e.g. --run-dir runs/<name> (the default is runs/<profile>)."
+    fix = fix or "Fix: choose a new folder for the run, e.g. --run-dir runs/<name> (the default is runs/<profile>)."
+    danger = "--overwrite would delete in it" if label == "Run directory" else "the project would write in it"
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunDirError(f"Run directory {_shown(run_dir)} is a file, not a folder. {fix}")
+        raise RunDirError(f"{label} {_shown(run_dir)} is a file, not a folder. {fix}")
     protected = {"the root folder /": Path(run_dir.anchor), "your home folder": Path.home().resolve(),
                  "the repository": repo_root().resolve()}
     for what, folder in protected.items():
         if _is_within(folder, run_dir):
             raise RunDirError(
-                f"Run directory {_shown(run_dir)} is or contains {what} ({_shown(folder)}); "
-                f"--overwrite would delete in it. {fix}"
+                f"{label} {_shown(run_dir)} is or contains {what} ({_shown(folder)}); {danger}. {fix}"
             )
     if _is_within(run_dir, repo_root().resolve() / ".git"):
-        raise RunDirError(f"Run directory {_shown(run_dir)} lies inside the repository's .git folder. {fix}")
+        raise RunDirError(f"{label} {_shown(run_dir)} lies inside the repository's .git folder. {fix}")
     for folder in (data_dir, phantom_root()):
         if folder is None:
             continue
         folder = Path(folder).resolve()
         if _is_within(folder, run_dir):
             raise RunDirError(
-                f"Run directory {_shown(run_dir)} is or contains the data folder {_shown(folder)}; "
+                f"{label} {_shown(run_dir)} is or contains the data folder {_shown(folder)}; "
                 f"the project never writes into the data. {fix}"
             )
         if _is_within(run_dir, folder):
             raise RunDirError(
-                f"Run directory {_shown(run_dir)} lies inside the data folder {_shown(folder)}; its figures would "
+                f"{label} {_shown(run_dir)} lies inside the data folder {_shown(folder)}; its figures would "
                 f"be scanned as X-rays and the data folder is never written. {fix}"
             )
 
@@ -88,7 +92,7 @@ def is_marked(run_dir: Path) -> bool:
     return (Path(run_dir) / MARKER).is_file()
 
 
-def _is_old_run(run_dir: Path) -> bool:
+def is_old_run(run_dir: Path) -> bool:
     """An unmarked folder that the pipeline wrote before the marker existed: its ``pipeline.json`` is a JSON object
     with the run state's ``notebooks`` table (what pipeline.py writes first, before any notebook runs)."""
     import json
@@ -136,7 +140,7 @@ def check_owned(run_dir: Path) -> None:
     if foreign:
         shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
         raise RunDirError(f"{_shown(run_dir)} is not empty and is no run directory of this project (it holds {shown}). {fix}")
-    if not _is_old_run(run_dir):
+    if not is_old_run(run_dir):
         shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
         raise RunDirError(
             f"{_shown(run_dir)} is not empty and is no run directory of this project (it holds {shown}, but no "
@@ -155,6 +159,52 @@ def claim(run_dir: Path) -> Path:
         write_json(run_dir / MARKER, {"what": "a run directory of covidgan-utils; --overwrite deletes only its own artifacts",
                                       "artifacts": list(ARTIFACTS)})
     return run_dir
+
+
+def claim_output(folder: Path, *, label: str, option: str, is_old: Callable[[Path], bool],
+                 data_dir: Path | None = None) -> Path:
+    """Check and mark an output folder (a study's --out, a sweep's folder) the way :func:`claim` marks a run directory.
+
+    Refused, before anything is written: a file; a folder that is, contains or lies inside the data, the repository,
+    home or /; a non-empty folder without the marker unless ``is_old(folder)`` recognises this project's earlier
+    output there (then it is marked). ``option`` is the command-line option that chose it, named in the fix.
+    """
+    from .files import write_json
+
+    folder = Path(folder)
+    fix = f"Nothing was written or deleted. Fix: choose a new or empty folder with {option}."
+    check_location(folder, data_dir, label=label, fix=fix)
+    if folder.is_symlink():
+        raise RunDirError(f"{label} {_shown(folder)} is a symbolic link; the project never writes through one. {fix}")
+    if folder.is_dir() and not is_marked(folder):
+        entries = sorted(p.name for p in folder.iterdir() if not _temporary(p.name))
+        if entries and not is_old(folder):
+            shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
+            raise RunDirError(
+                f"{label} {_shown(folder)} is not empty and is no output folder of this project (it holds {shown}); "
+                f"its results would replace files of yours. {fix}"
+            )
+    if not is_marked(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / MARKER, {"what": f"an output folder of covidgan-utils ({label})"})
+    return folder
+
+
+def old_results(folder: Path, names: set[str], keys: set[str], result: str = "results.json") -> bool:
+    """An output folder of an earlier version: ``result`` is a JSON object with ``keys`` and every entry is in
+    ``names`` (the folder's own files and subfolders)."""
+    import json
+
+    folder = Path(folder)
+    path = folder / result
+    if path.is_symlink() or not path.is_file():
+        return False
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    entries = {p.name for p in folder.iterdir() if not _temporary(p.name)}
+    return isinstance(data, dict) and keys <= set(data) and entries <= names | {result, MARKER}
 
 
 def clear(run_dir: Path) -> list[str]:

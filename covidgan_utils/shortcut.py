@@ -15,6 +15,7 @@ are trained here on each arm's home images (a finished demo run cannot be reused
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -176,6 +177,17 @@ def gan_reading(real: dict, generated: dict) -> str:
     return f"dropped (gap {signed(gap_gen, 2)} vs {signed(gap_real, 2)})"
 
 
+def claim_out_dir(out_dir) -> Path:
+    """The study's folder, checked and marked before anything is written (runs.claim_output): a folder of someone
+    else's files is refused; one an earlier version wrote (results.json and the arms' GAN folders) is adopted."""
+    from . import runs
+
+    return runs.claim_output(
+        Path(out_dir), label="Study folder", option="--out",
+        is_old=lambda folder: runs.old_results(folder, set(ARMS), {"settings", "arms"}),
+    )
+
+
 def run(scale: str = "cpu", out_dir=None, progress: bool = True, reuse: bool = True, **changes) -> dict:
     """Run study 1 (or read back a finished one with the same settings from out_dir/results.json)."""
     from . import transfer
@@ -184,6 +196,7 @@ def run(scale: str = "cpu", out_dir=None, progress: bool = True, reuse: bool = T
 
     s = settings(scale, **changes)
     out_dir = Path(out_dir) if out_dir is not None else repo_root() / "runs" / "studies" / f"shortcut-{scale}"
+    claim_out_dir(out_dir)
     path = out_dir / "results.json"
     if reuse and path.exists():
         found = json.loads(path.read_text())
@@ -381,7 +394,13 @@ def main(argv=None) -> int:
     ap.add_argument("--gan-epochs", type=int, default=None)
     args = ap.parse_args(argv)
     changes = {"gan_epochs": args.gan_epochs} if args.gan_epochs else {}
-    res = run(args.scale, args.out, **changes)
+    from .runs import RunDirError
+
+    try:
+        res = run(args.scale, args.out, **changes)
+    except RunDirError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print("\n".join(res["reading"]))
     print(f"seconds: {res['seconds']}")
     return 0

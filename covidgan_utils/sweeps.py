@@ -90,6 +90,13 @@ def sweep_dir(name: str, root=None) -> Path:
     return base / name
 
 
+def _old_sweep(folder: Path) -> bool:
+    """A sweep folder an earlier version wrote: its sweep.json, results.csv and the points' run directories."""
+    points = {p.name for p in Path(folder).iterdir() if p.is_dir() and not p.is_symlink()
+              and (runs.is_marked(p) or runs.is_old_run(p))}
+    return runs.old_results(folder, points | {"results.csv"}, {"name", "grid"}, result="sweep.json")
+
+
 def run(
     name: str,
     grid: dict[str, list],
@@ -109,6 +116,9 @@ def run(
     data_path = (config.repo_root() / Path(data_dir).expanduser()).resolve() if data_dir else None
     try:
         runs.check_location(folder.resolve(), data_path)
+        # checked and marked before anything is written: a folder of someone else's files is refused
+        runs.claim_output(folder, label="Sweep folder", option="--root (or another sweep name)",
+                          is_old=_old_sweep, data_dir=data_path)
     except runs.RunDirError as exc:
         raise SweepError(str(exc)) from None
     params = pipeline.check_parameters(dict(params or {}), pipeline.select(notebooks))
