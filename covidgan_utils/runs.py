@@ -12,8 +12,8 @@ deletes only the artifacts named in :data:`ARTIFACTS` (a link among them is unli
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 MARKER = ".covidgan-run"
 LOCK = ".lock"

@@ -1,6 +1,7 @@
 """Output folders given on the command line (figures --out, shortcut/finetune --out, sweep --root) are refused
 where writing would replace or follow someone else's files; a user's file always survives."""
 
+import json
 import os
 
 import pytest
@@ -46,7 +47,7 @@ def test_figures_out_with_other_files_or_in_the_data_is_refused_before_drawing(t
     assert "no figures of this project" in capsys.readouterr().out
     dataset = tmp_path / "dataset"
     (dataset / "COVID").mkdir(parents=True)
-    (run / "pipeline.json").write_text('{"data_dir": "%s", "notebooks": {}}' % dataset)
+    (run / "pipeline.json").write_text(json.dumps({"data_dir": str(dataset), "notebooks": {}}))
     for where in (dataset, dataset / "COVID" / "figs", tmp_path):
         with pytest.raises(figures.FiguresOutError, match="data folder"):
             figures.make_all(run, out_dir=where)

@@ -78,7 +78,6 @@ def load_external_set(cfg, progress: bool = True) -> dict:
     and ``source["reason"]`` says why.
     """
     from .. import phantoms
-
     from ..config import external_path
 
     path = external_path(cfg.external_dir, cfg.run_dir, cfg.data_dir)  # refused inside the run dir or at the data
