@@ -43,7 +43,9 @@ def test_cached_training_is_the_plain_computation(model, blocks):
     p_cached = finetune.predict(tail, cached)
     p_plain = finetune.predict_plain(model, plain, x, SIZE, blocks)
     assert p_cached.shape == (len(x),)
-    assert np.allclose(p_cached, p_plain, atol=5e-4)  # float rounding (the fold, the batch), through Adam steps
+    # Float rounding (the fold, the batch) grows through the Adam steps of two unfrozen blocks: 1e-3 on an AVX-512
+    # CPU, under 5e-4 on AVX2; a wrong cached input would move the predictions by their own spread.
+    assert np.allclose(p_cached, p_plain, atol=2e-3)
     if blocks:  # the unfrozen block moved; the frozen network did not
         before = model.features[finetune.cut_index(blocks)].weight
         assert not torch.allclose(tail.blocks[0].weight, before)
