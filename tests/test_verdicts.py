@@ -221,7 +221,7 @@ def test_a_control_s_better_classifier_is_marked_descriptive():
     res = results(conds, paired, [])
     v = verdicts.verdict(res, "real+copies")
     assert v["kind"] == "better classifier" and v["descriptive"]
-    assert f"descriptive: uncorrected p, one of {len(res['paired'])} paired comparisons" in v["text"]
+    assert f"(this verdict: descriptive, uncorrected p, one of {len(res['paired'])} paired comparisons" in v["text"]
     assert "not a primary comparison" in v["text"]
 
 
@@ -237,3 +237,4 @@ def test_a_gan_condition_s_threshold_verdict_is_marked_descriptive():
     paired = [pair("real", "real+tf", "balanced_accuracy", 0.11, (0.06, 0.16), 0.001)]
     v = verdicts.verdict(results(conds, paired, []), "real+tf")
     assert v["kind"] == "threshold moved" and v["descriptive"] and "uncorrected p" in v["text"]
+    assert "(the operating-point comparisons: descriptive" in v["text"]  # the primary AUC part is not

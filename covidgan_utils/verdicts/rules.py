@@ -34,8 +34,9 @@ def verdict(results: dict, cond: str, alpha: float = 0.05) -> dict:
     )
     if descriptive:
         n = len(results.get("paired") or [])
+        what = "the operating-point comparisons" if is_gan and v["kind"] in DESCRIPTIVE_KINDS else "this verdict"
         v["text"] += (
-            f" (descriptive: uncorrected p, one of {n} paired comparisons in this run, not Holm-corrected; "
+            f" ({what}: descriptive, uncorrected p, one of {n} paired comparisons in this run, not Holm-corrected; "
             "not a primary comparison)"
         )
     return {**v, "descriptive": descriptive}
