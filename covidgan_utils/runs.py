@@ -24,6 +24,8 @@ ARTIFACTS = (
     "synthetic", "transfer", "evaluation", "figures", "studies", "sweeps", "gan_seeds",
 )
 _KEPT = (MARKER, LOCK)
+SETTINGS_FILE = "overrides.json"  # the run's settings, written by a sweep or by the user before the run (README)
+KEPT_ON_OVERWRITE = (SETTINGS_FILE,)  # --overwrite starts the run over with the same settings
 
 
 class RunDirError(ValueError):
@@ -133,7 +135,7 @@ def check_owned(run_dir: Path) -> None:
     if is_marked(run_dir):
         return
     entries = sorted(p.name for p in run_dir.iterdir() if not _temporary(p.name) and p.name != LOCK)
-    if not entries:  # empty, or holding only the lock the pipeline takes before it claims the folder
+    if not entries or entries == [SETTINGS_FILE]:  # empty, or only the lock and the settings written before the run
         return
     fix = "Nothing was written or deleted. Fix: choose a new or empty folder for the run, e.g. --run-dir runs/<name>."
     foreign = foreign_entries(run_dir)
@@ -215,7 +217,7 @@ def clear(run_dir: Path) -> list[str]:
     if not is_marked(run_dir):
         raise RunDirError(f"{_shown(run_dir)} is not marked as a run directory of this project; refusing to delete in it.")
     for child in sorted(run_dir.iterdir()):
-        if child.name in ARTIFACTS or _temporary(child.name):
+        if (child.name in ARTIFACTS and child.name not in KEPT_ON_OVERWRITE) or _temporary(child.name):
             if child.is_dir() and not child.is_symlink():
                 shutil.rmtree(child)
             else:

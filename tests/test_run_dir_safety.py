@@ -285,3 +285,18 @@ def test_a_new_folder_holding_only_the_pipelines_lock_is_claimed(tmp_path):
     (run / runs.LOCK).write_text("")  # the pipeline takes its lock before it claims the folder
     runs.claim(run)
     assert runs.is_marked(run)
+
+
+def test_a_folder_holding_only_its_settings_is_a_new_run_and_overwrite_keeps_them(tmp_path):
+    from covidgan_utils import runs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    settings = '{"train_per_class": {"COVID": 0.7, "Normal": 0.7}}'
+    (run / runs.SETTINGS_FILE).write_text(settings)  # the README's way to set a split before the first run
+    runs.claim(run)
+    (run / "transfer").mkdir()
+    (run / "transfer" / "results.json").write_text("{}")
+    runs.clear(run)
+    assert not (run / "transfer").exists()
+    assert (run / runs.SETTINGS_FILE).read_text() == settings  # starting over keeps the run's settings
