@@ -97,16 +97,21 @@ def is_marked(run_dir: Path) -> bool:
 def is_old_run(run_dir: Path) -> bool:
     """An unmarked folder that the pipeline wrote before the marker existed: its ``pipeline.json`` is a JSON object
     with the run state's ``notebooks`` table (what pipeline.py writes first, before any notebook runs)."""
+    data = _json_object(Path(run_dir) / "pipeline.json")
+    return data is not None and isinstance(data.get("notebooks"), dict)
+
+
+def _json_object(path: Path) -> dict | None:
+    """The JSON object in the regular file ``path`` (never through a link), or None."""
     import json
 
-    state = Path(run_dir) / "pipeline.json"
-    if state.is_symlink() or not state.is_file():
-        return False
+    if path.is_symlink() or not path.is_file():
+        return None
     try:
-        data = json.loads(state.read_text())
+        data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(data, dict) and isinstance(data.get("notebooks"), dict)
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def check_no_links(run_dir: Path) -> None:
@@ -195,18 +200,10 @@ def claim_output(folder: Path, *, label: str, option: str, is_old: Callable[[Pat
 def old_results(folder: Path, names: set[str], keys: set[str], result: str = "results.json") -> bool:
     """An output folder of an earlier version: ``result`` is a JSON object with ``keys`` and every entry is in
     ``names`` (the folder's own files and subfolders)."""
-    import json
-
     folder = Path(folder)
-    path = folder / result
-    if path.is_symlink() or not path.is_file():
-        return False
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
+    data = _json_object(folder / result)
     entries = {p.name for p in folder.iterdir() if not _temporary(p.name)}
-    return isinstance(data, dict) and keys <= set(data) and entries <= names | {result, MARKER}
+    return data is not None and keys <= set(data) and entries <= names | {result, MARKER}
 
 
 def clear(run_dir: Path) -> list[str]:
