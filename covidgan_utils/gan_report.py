@@ -71,35 +71,50 @@ def loss_figures(gan, history, run_dir) -> None:
     plotting.save_fig(fig, f"{gan.NAME}_d_outputs", run_dir)
 
 
-def class_fidelity(gan, generator, images, labels, *, seed: int, run_dir, n_per_class: int = 200):
+def class_fidelity(gan, generator, images, labels, *, seed: int, run_dir, n_per_class: int = 200, independent=None):
     """The GAN-test: a classifier trained on the real images labels generated ones of known class.
 
-    Draws the per-class bar chart (generated against real, cross-validated, and chance) and returns (the
-    result dict, a table with one row for the generated images and one for the real ones).
+    ``independent`` = (images, labels) that neither the GAN nor the classifier trained on (``data.load_independent``):
+    a second classifier trained on them scores generated and training images alike, which tells a caricature from
+    a likeness of the training images. Draws the per-class bar chart (generated against real, cross-validated, and
+    chance) and returns (the result dict, a table: one row per set of images and classifier).
     """
     import matplotlib.pyplot as plt
     import pandas as pd
 
     fake_labels = np.repeat(np.arange(len(CLASSES)), n_per_class)
     fake = gan.sample(generator, fake_labels, seed=seed + 1)
-    fidelity = quality.class_fidelity(images, labels, fake, fake_labels, seed=seed)
+    fidelity = quality.class_fidelity(images, labels, fake, fake_labels, seed=seed, independent=independent)
     real = fidelity.get("real_cv_per_class_recall") or {}
     names = list(fidelity["per_class_recall"])
     fig, ax = plt.subplots(figsize=(5, 2.6))
     y = np.arange(len(names))
     ax.barh(y + 0.2, [fidelity["per_class_recall"][k] for k in names], height=0.4, color="C0", label="generated")
     ax.barh(y - 0.2, [real.get(k, np.nan) for k in names], height=0.4, color="C2", label="real (cross-validated)")
+    trained = fidelity.get("real_train_per_class_recall") or {}
+    ax.scatter([trained.get(k, np.nan) for k in names], y - 0.2, marker="|", s=300, c="k",
+               label="real, the classifier's own training images")
     ax.axvline(0.5, ls="--", c="gray", lw=1, label="chance")
     ax.set(yticks=y, yticklabels=names, xlim=(0, 1), xlabel="share labelled with its own class by a classifier of real images")
     ax.legend(fontsize=7, loc="lower left")
     plotting.save_fig(fig, f"{gan.NAME}_class_fidelity", run_dir)
+    n_real = sum((fidelity.get("real_n_per_class") or {}).values()) or np.nan
+    rows = {"generated": (fidelity["per_class_recall"], fidelity["balanced_accuracy"], len(fake_labels)),
+            "real (cross-validated)": (real, fidelity.get("real_cv_balanced_accuracy", np.nan), n_real),
+            "real, the classifier's training images": (trained, np.mean(list(trained.values())) if trained else np.nan,
+                                                       n_real)}
+    ind = fidelity.get("independent")
+    if ind:
+        rows["generated, independent classifier"] = (ind["per_class_recall"], ind["balanced_accuracy"], len(fake_labels))
+        rows["real training images, independent classifier"] = (ind["real_per_class_recall"],
+                                                                 ind["real_balanced_accuracy"], n_real)
     table = pd.DataFrame(
         {
-            **{f"recall {k}": [fidelity["per_class_recall"][k], real.get(k, np.nan)] for k in names},
-            "balanced accuracy": [fidelity["balanced_accuracy"], fidelity.get("real_cv_balanced_accuracy", np.nan)],
-            "images": [len(fake_labels), sum((fidelity.get("real_n_per_class") or {}).values()) or np.nan],
+            **{f"recall {k}": [r.get(k, np.nan) for r, _, _ in rows.values()] for k in names},
+            "balanced accuracy": [b for _, b, _ in rows.values()],
+            "images": [m for _, _, m in rows.values()],
         },
-        index=["generated", "real (cross-validated)"],
+        index=list(rows),
     ).round(3)
     return fidelity, table
 
@@ -121,8 +136,14 @@ def _against_real(gen: float, n_gen: int, real: float, n_real: int) -> tuple[str
 def fidelity_reading(fidelity: dict, n_per_class: int | None = None, gap: float = 0.1) -> list[str]:
     """What the class-fidelity check says, computed: each class's recall with its 95% Wilson interval against the
     real images' own recall (cross-validated, the same classifier), the gap between the classes against the real
-    images' gap, and the overall balanced accuracy against the real images'. Clearly above the real level means
-    a caricature, not success. Results without the real per-class recall (older runs) are read overall only."""
+    images' gap, and the overall balanced accuracy against the real images'.
+
+    Above the cross-validated level is no success, but not yet a caricature: the GAN learned from the classifier's
+    own training images, and images like those score up to the classifier's level on them
+    (``real_train_per_class_recall``). Only above that is a caricature shown. Where ``fidelity["independent"]``
+    holds a second classifier trained on images neither has seen, it decides: generated images against the GAN's
+    training images, both new to it. Results without the real per-class recall (older runs) are read overall only.
+    """
     from .evaluation import wilson_ci
 
     recall = fidelity["per_class_recall"]
@@ -135,16 +156,43 @@ def fidelity_reading(fidelity: dict, n_per_class: int | None = None, gap: float 
     acc, chance = fidelity["balanced_accuracy"], 1 / len(recall)  # balanced accuracy's chance level
     low_all, high_all = wilson_ci(round(acc * n), n)
     follows_label = low_all > chance
-    words = {"above": "MORE recognisable than real ones: a caricature of the class" if follows_label else
-                      "above the real level only because the images look like this class whatever was asked (last line)",
-             "below": "less recognisable than real ones", "level": "as recognisable as real ones (not told apart)"}
-    lines = []
+    trained = fidelity.get("real_train_per_class_recall") or {}
+    ind = fidelity.get("independent")
+    lines, ind_where = [], {}
     for name, r in recall.items():
         low, high = wilson_ci(round(r * n_gen[name]), n_gen[name])
         where, (dl, dh) = _against_real(r, n_gen[name], real[name], n_real[name])
+        if where != "above":
+            words = {"below": "less recognisable than real ones", "level": "as recognisable as real ones (not told apart)"}[where]
+        elif not follows_label:
+            words = "above the real level only because the images look like this class whatever was asked (last line)"
+        elif name not in trained:
+            words = "MORE recognisable than real ones: a caricature of the class"
+        elif _against_real(r, n_gen[name], trained[name], n_real[name])[0] == "above":
+            words = (f"MORE recognisable than real ones, even than the {trained[name]:.2f} of the training images the "
+                     "classifier learned from: a caricature of the class")
+        else:
+            words = (f"more recognisable than real images new to the classifier, not more than the training images it "
+                     f"learned from ({trained[name]:.2f}): the GAN learned from those too, so this check cannot tell a "
+                     "caricature from a likeness of the training images" + (" (the independent check below can)" if ind
+                                                                             else ""))
         lines.append(f"{name}: {r:.2f} [{low:.2f}, {high:.2f}] of the {n_gen[name]} generated {name} images are labelled {name}; "
-                     f"real {name} images {real[name]:.2f} (cross-validated, {n_real[name]} images): {words[where]} "
+                     f"real {name} images {real[name]:.2f} (cross-validated, {n_real[name]} images): {words} "
                      f"(difference {r - real[name]:+.2f}, 95% [{dl:+.2f}, {dh:+.2f}])")
+    if ind:
+        n_fresh = sum(ind["n_fresh_per_class"].values())
+        for name, r in ind["per_class_recall"].items():
+            ref = ind["real_per_class_recall"][name]
+            where, (dl, dh) = _against_real(r, n_gen[name], ref, n_real[name])
+            ind_where[name] = where
+            words = {"above": "MORE recognisable than real ones: a caricature of the class" if follows_label else
+                              "above the real level only because the images look like this class whatever was asked",
+                     "below": "less recognisable than real ones",
+                     "level": "as recognisable as real ones: no caricature shown"}[where]
+            lines.append(f"independent check, {name}: a classifier trained on {n_fresh} other real images, which neither "
+                         f"the first classifier nor the GAN saw, calls {r:.2f} of the generated {name} images {name}, "
+                         f"and {ref:.2f} of the GAN's {n_real[name]} real {name} training images: {words} (difference "
+                         f"{r - ref:+.2f}, 95% [{dl:+.2f}, {dh:+.2f}])")
     first, second = list(recall)[:2]
     spread, real_spread = recall[first] - recall[second], real[first] - real[second]
     similar = abs(spread - real_spread) <= gap
@@ -153,16 +201,22 @@ def fidelity_reading(fidelity: dict, n_per_class: int | None = None, gap: float 
                  + ("about as in the real images, so the gap is no fault in itself" if similar else
                     f"more than {gap:g} from the real images' gap: the classes are drawn more unevenly than real ones"))
     real_acc, n_r = fidelity["real_cv_balanced_accuracy"], sum(n_real.values())
-    low, high = low_all, high_all
     where, (dl, dh) = _against_real(acc, n, real_acc, n_r)
     if not follows_label:
         verdict = "not shown above chance: the generator may ignore its label"
+    elif where == "above" and ind:
+        shown = [k for k, w in ind_where.items() if w == "above"]
+        verdict = ("ABOVE the real images' level, and the independent check confirms a caricature of "
+                   + " and ".join(shown) if shown else
+                   "above the real images' level, but the independent check shows no class more recognisable than "
+                   "real images: the excess is a likeness of the training images, not a caricature")
     else:
         verdict = {"above": "ABOVE the real images' level: the generated classes are easier to tell apart than real "
-                            "ones, a caricature",
+                            "ones" + (", a caricature or a likeness of the training images (per class above)" if trained
+                                      else ", a caricature"),
                    "below": "below the real images' level: the label shows, less clearly than in real images",
                    "level": "at the real images' level"}[where]
-    lines.append(f"balanced accuracy {acc:.3f} [{low:.3f}, {high:.3f}] against {real_acc:.3f} on real images "
+    lines.append(f"balanced accuracy {acc:.3f} [{low_all:.3f}, {high_all:.3f}] against {real_acc:.3f} on real images "
                  f"(cross-validated; difference 95% [{dl:+.3f}, {dh:+.3f}]) and chance {chance:.2f}: {verdict}")
     lines.append("the intervals cover the sampling of the scored images only: one GAN training run (one seed) and one "
                  "classifier; another run of the GAN can land elsewhere")

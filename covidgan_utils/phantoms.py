@@ -266,6 +266,24 @@ def ensure_external_phantoms(cfg, per_class: dict | None = None) -> Path:
     return generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, shift=EXTERNAL_SHIFT)
 
 
+INDEPENDENT_FACTOR = 4  # the independent check's classifier learns from 4x the training split: a steadier classifier
+INDEPENDENT_SEED_OFFSET = 3000  # other people than the split (+0), the external set (+1000) and the large set (+2000)
+
+
+def ensure_independent_phantoms(cfg, per_class: dict | None = None) -> Path:
+    """Images new to the GAN and to the class probe, for the independent class-fidelity check: other people of the
+    same population (another seed, no scanner shift), INDEPENDENT_FACTOR times the training split per class.
+
+    Measured on the demo run's PyTorch images: the check's COVID difference moved from +0.00 to +0.12 over six
+    draws of 932 images, and from +0.04 to +0.08 over three draws of four times as many."""
+    from .config import phantom_root
+
+    counts = {k: INDEPENDENT_FACTOR * v for k, v in _counts(per_class or cfg.train_per_class).items()}
+    seed = cfg.phantom_seed + INDEPENDENT_SEED_OFFSET
+    out = phantom_root() / f"independent-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{seed}"
+    return generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, progress=False)
+
+
 def main(argv=None) -> int:
     """``python -m covidgan_utils phantoms OUT_DIR --per-class N --size S --seed K``."""
     import time

@@ -456,6 +456,41 @@ def test_gan_test_is_quality_class_fidelity():
     assert math.isnan(one_class["real_cv_accuracy"]) and one_class["accuracy"] == pytest.approx(0.5)
 
 
+def test_gan_test_independent_check_tells_a_caricature_from_copies_of_the_training_images():
+    from covidgan_utils import gan_report
+
+    # Faint classes (brightness 118 vs 122 under noise 40): the probe learns its training images far better than new ones.
+    rng = np.random.default_rng(31)
+    real_x, real_y = _two_class_images(120, rng, brightness=(118, 122), noise=40)
+    fresh = _two_class_images(480, rng, brightness=(118, 122), noise=40)  # seen by neither the GAN nor the first probe
+    copies = np.clip(real_x.astype(int) + rng.integers(-2, 3, real_x.shape), 0, 255).astype(np.uint8)
+    caricature = _two_class_images(120, rng, brightness=(112, 128), noise=40)  # the class difference exaggerated
+    like = _two_class_images(120, rng, brightness=(118, 122), noise=40)  # new draws of the real population
+
+    copied = fidelity.gan_test(real_x, real_y, copies, real_y, independent=fresh)
+    for name in ("Normal", "COVID"):  # copies beat the cross-validated level but reach only the training images' own
+        assert copied["per_class_recall"][name] > copied["real_cv_per_class_recall"][name] + 0.1
+        assert copied["per_class_recall"][name] <= copied["real_train_per_class_recall"][name]
+        ind = copied["independent"]  # to a classifier that saw neither, copies are as recognisable as the originals
+        assert abs(ind["per_class_recall"][name] - ind["real_per_class_recall"][name]) < 0.05
+    assert copied["independent"]["n_fresh_per_class"] == {"Normal": 480, "COVID": 480}
+    lines = gan_report.fidelity_reading(copied)
+    assert "cannot tell a caricature from a likeness" in lines[0] and "no caricature shown" in lines[2]
+    assert "a likeness of the training images, not a caricature" in lines[5]
+
+    exaggerated = fidelity.gan_test(real_x, real_y, *caricature, independent=fresh)
+    ind = exaggerated["independent"]
+    assert all(ind["per_class_recall"][c] > ind["real_per_class_recall"][c] + 0.05 for c in ("Normal", "COVID"))
+    lines = gan_report.fidelity_reading(exaggerated)
+    assert "MORE recognisable than real ones: a caricature" in lines[2] and "confirms a caricature" in lines[5]
+
+    new = fidelity.gan_test(real_x, real_y, *like, independent=fresh)
+    lines = gan_report.fidelity_reading(new)
+    assert "caricature" not in " ".join(lines[:2]) and lines[5].endswith("at the real images' level")
+    with pytest.raises(ValueError, match="both classes"):
+        fidelity.gan_test(real_x, real_y, *like, independent=(fresh[0][:10], fresh[1][:10]))
+
+
 def test_fidelity_loads_weights_only():
     from pathlib import Path
 

@@ -77,3 +77,19 @@ def test_fidelity_reading_compares_each_class_with_its_own_real_level():
     # Everything drawn as COVID: no caricature of COVID, a generator that ignores its label.
     assert "caricature" not in ignored[1] and "whatever was asked" in ignored[1]
     assert "drawn more unevenly than real ones" in ignored[2] and "not shown above chance" in ignored[3]
+
+
+def test_fidelity_reading_without_an_independent_set_reads_against_the_training_images_too():
+    from covidgan_utils import gan_report
+
+    # Real data keeps no unused images: above the cross-validated level is read against the probe's own training images.
+    real = {"real_cv_per_class_recall": {"Normal": 0.885, "COVID": 0.704}, "real_n_per_class": {"Normal": 601, "COVID": 331},
+            "real_train_per_class_recall": {"Normal": 0.982, "COVID": 0.861}, "real_cv_balanced_accuracy": 0.795,
+            "real_cv_accuracy": 0.821, "chance": 0.5, "n_per_class": {"Normal": 399, "COVID": 669}}
+    within = gan_report.fidelity_reading({**real, "per_class_recall": {"Normal": 0.92, "COVID": 0.82},
+                                          "balanced_accuracy": 0.87, "accuracy": 0.86})
+    assert "not more than the training images it learned from (0.86)" in within[1] and "independent" not in within[1]
+    assert "a caricature or a likeness of the training images" in within[3]
+    beyond = gan_report.fidelity_reading({**real, "per_class_recall": {"Normal": 0.92, "COVID": 0.97},
+                                          "balanced_accuracy": 0.945, "accuracy": 0.95})
+    assert "even than the 0.86 of the training images the classifier learned from: a caricature" in beyond[1]

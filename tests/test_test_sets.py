@@ -14,7 +14,7 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.proportion import proportion_confint
 from test_transfer import one_thread  # noqa: F401 (autouse: one thread for tiny tensors)
 
-from covidgan_utils import config, data, evaluation, transfer
+from covidgan_utils import CLASSES, config, data, evaluation, transfer
 from covidgan_utils import statistics as st
 
 
@@ -324,3 +324,20 @@ def test_an_inconclusive_truth_is_not_called_a_false_gain_rate():
     assert "truth is not known to be zero" in line
     table = evaluation.procedure_frame({"procedure_error_rate": {"large_test": sim}})
     assert list(table["the rate is"]) == ["rate of declared gains; the truth is not known to be zero"]
+
+
+def test_the_independent_set_is_new_to_the_run_and_absent_on_real_data(smoke_run, tmp_path):
+    from covidgan_utils.phantoms import INDEPENDENT_FACTOR
+
+    cfg = smoke_run
+    images, labels = data.load_independent(cfg)
+    counts = {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)}
+    assert counts == {c: INDEPENDENT_FACTOR * n for c, n in cfg.train_per_class.items()}
+    assert images.shape[1:] == (cfg.image_size, cfg.image_size, 1) and images.dtype == np.uint8
+    seen = data.load_split(cfg, "all")[0].reshape(-1, cfg.image_size**2)
+    assert not {row.tobytes() for row in seen} & {row.tobytes() for row in images.reshape(len(images), -1)}
+    again_images, again_labels = data.load_independent(cfg)  # drawn once, read back the same
+    assert np.array_equal(again_images, images) and np.array_equal(again_labels, labels)
+    (tmp_path / "xrays").mkdir()
+    real = config.resolve(profile="smoke", run_dir=str(tmp_path / "real"), data_dir=str(tmp_path / "xrays"))
+    assert not real.uses_phantoms and data.load_independent(real) is None

@@ -42,6 +42,7 @@ from .stage import (
     build_cache,
     ensure_cache,
     load_external,
+    load_independent,
     load_split,
     prepare,
     read_manifest,
@@ -53,7 +54,7 @@ __all__ = [
     "DECODER_VERSION", "DETAIL_COLUMNS", "IGNORED_FOLDERS", "IMAGE_FORMATS", "IMAGE_SUFFIXES", "MANIFEST_COLUMNS",
     "MAX_FILE_BYTES", "MAX_PIXELS", "MIN_SIZE", "NEAR_DUPLICATE_BITS", "NOTEBOOK_01", "RUN_MARKER",
     "DataError", "Inventory", "build_cache", "class_counts", "ensure_cache", "find_images", "inspect_image",
-    "load_external", "load_image", "load_split", "near_duplicate_pairs", "path_of", "perceptual_hash",
+    "load_external", "load_image", "load_independent", "load_split", "near_duplicate_pairs", "path_of", "perceptual_hash",
     "pixel_sha256", "prepare", "read_manifest", "relative_name", "require_prepared", "scan", "source_dir", "split",
     "split_counts", "to_gray_uint8",
 ]  # fmt: skip

@@ -294,3 +294,19 @@ def load_external(cfg: Config, folder, image_size: int | None = None, progress: 
     report["counts"] = {c: int((labels == i).sum()) for i, c in enumerate(CLASSES)}
     report["root"] = rel(report["root"])
     return {"images": images, "labels": labels, "paths": table["path"].tolist(), "report": report}
+
+
+def load_independent(cfg: Config) -> tuple[np.ndarray, np.ndarray] | None:
+    """Images and labels for the independent class-fidelity check (``fidelity.gan_test(independent=...)``): real
+    images of both classes that neither the GAN nor the class probe trained on, at the run's image size.
+
+    On the built-in phantoms: a fresh draw of the same population, four times the training split (drawn once into
+    the phantom cache, about 20 s at the demo size). On real data: None, since the split keeps no unused images;
+    the check then reads against the training images' own level instead.
+    """
+    if not cfg.uses_phantoms:
+        return None
+    from ..phantoms import ensure_independent_phantoms
+
+    found = load_external(cfg, ensure_independent_phantoms(cfg), progress=False)
+    return found["images"], found["labels"]

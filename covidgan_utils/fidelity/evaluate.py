@@ -122,14 +122,20 @@ def fixed_comparison(p: Prepared) -> dict:
 
 
 def class_probes(p: Prepared) -> dict:
-    """Stage 6: {"reference": TRTR (train on real, test on real), fw: {"gan_test", "tstr"}} with the pixel probe."""
+    """Stage 6: {"reference": TRTR (train on real, test on real), fw: {"gan_test", "tstr"}} with the pixel probe; on
+    phantoms the GAN-test carries the independent check (``gan_test(independent=data.load_independent(cfg))``)."""
     (x_tr, y_tr), (x_val, y_val) = p.images["train"], p.images["val"]
 
     def compute():
+        from ..data import load_independent
+
+        # real images neither the GAN nor the probe saw (phantoms only): tells a caricature from a likeness
+        independent = load_independent(p.cfg) if getattr(p.cfg, "uses_phantoms", False) else None
         out = {"reference": {"tstr": tstr(x_tr, y_tr, x_val, y_val)}}
         for fw in p.frameworks:
             x_g, y_g = p.images[fw]
-            out[fw] = {"gan_test": gan_test(x_tr, y_tr, x_g, y_g), "tstr": tstr(x_g, y_g, x_val, y_val, x_tr, y_tr)}
+            out[fw] = {"gan_test": gan_test(x_tr, y_tr, x_g, y_g, independent=independent),
+                       "tstr": tstr(x_g, y_g, x_val, y_val, x_tr, y_tr)}
         return out
 
     return _once(p, ("class",), compute)

@@ -75,21 +75,51 @@ def real_level(real_images, real_labels, seed: int = 0, size: int = PROBE_SIZE) 
     return _real_level(pixels(real_images, size), np.asarray(real_labels), seed)
 
 
+def _per_class_recall(y, pred) -> dict:
+    return scores(y, pred)["per_class_recall"]
+
+
 @one_thread
-def gan_test(real_images, real_labels, fake_images, fake_labels, seed: int = 0, size: int = PROBE_SIZE) -> dict:
+def gan_test(real_images, real_labels, fake_images, fake_labels, seed: int = 0, size: int = PROBE_SIZE,
+             independent=None) -> dict:
     """GAN-test: the probe trained on real images labels the generated ones (class fidelity).
 
     Returns accuracy, balanced accuracy and per-class recall on the generated images; the same three for
     the real images, cross-validated (``real_cv_accuracy``, ``real_cv_balanced_accuracy``,
     ``real_cv_per_class_recall``, with ``real_n_per_class``): the level of images as hard to classify as real
-    ones, per class, since the probe favours the larger class; ``chance``, the generated images'
+    ones, per class, since the probe favours the larger class; ``real_train_per_class_recall``, the probe on the
+    very images it was trained on (the level of a generator that copied them); ``chance``, the generated images'
     majority-class rate (the floor). High GAN-test says nothing about variety.
+
+    Generated images come from a GAN trained on the same real images, so they can score above the
+    cross-validated level by resembling them, caricature or not. ``independent`` = (images, labels), real images
+    that neither the GAN nor this probe has seen, settles it: a second probe trained on them scores the
+    generated images and the GAN's training images alike, both new to it (``out["independent"]``).
     """
     xr, yr = pixels(real_images, size), np.asarray(real_labels)
     xf, yf = pixels(fake_images, size), np.asarray(fake_labels)
-    out = scores(yf, fit_predict(xr, yr, xf, seed))
+    if len(np.unique(yr)) < 2:
+        pred_fake, pred_real = fit_predict(xr, yr, xf, seed), fit_predict(xr, yr, xr, seed)
+    else:
+        clf = probe(seed).fit(xr, yr)
+        pred_fake, pred_real = clf.predict(xf), clf.predict(xr)
+    out = scores(yf, pred_fake)
     out.update(_real_level(xr, yr, seed), chance=majority_rate(yf), n_train=int(len(yr)), n_test=int(len(yf)),
-               n_per_class={CLASSES[c]: int((yf == c).sum()) for c in range(len(CLASSES)) if (yf == c).any()})
+               n_per_class={CLASSES[c]: int((yf == c).sum()) for c in range(len(CLASSES)) if (yf == c).any()},
+               real_train_per_class_recall=_per_class_recall(yr, pred_real))
+    if independent is not None:
+        xi, yi = pixels(independent[0], size), np.asarray(independent[1])
+        if len(xi) != len(yi) or len(np.unique(yi)) < 2:
+            raise ValueError(f"independent: images and labels of both classes are needed, got {len(xi)} images with "
+                             f"labels {sorted(set(yi.tolist()))}. Fix: pass real images of both classes that neither "
+                             "the GAN nor the probe trained on, or None.")
+        second = probe(seed).fit(xi, yi)
+        pf, pr = second.predict(xf), second.predict(xr)
+        out["independent"] = {
+            "per_class_recall": _per_class_recall(yf, pf), "balanced_accuracy": scores(yf, pf)["balanced_accuracy"],
+            "real_per_class_recall": _per_class_recall(yr, pr), "real_balanced_accuracy": scores(yr, pr)["balanced_accuracy"],
+            "n_fresh_per_class": {CLASSES[c]: int((yi == c).sum()) for c in range(len(CLASSES))},
+        }
     return out
 
 
