@@ -232,7 +232,7 @@ def run(run_dir, out_dir=None, *, blocks=(0, 1, 2), conditions=CONDITIONS, seeds
     path = out_dir / "results.json"
     if reuse and path.exists():
         found = json.loads(path.read_text())
-        if found.get("settings") == s:
+        if found.get("settings") == s and found.get("val_labels") and all("prob" in r for r in found["rows"]):
             found["reading"] = reading(found)  # the reading of this version of the package
             return found
     if threads:
@@ -261,13 +261,14 @@ def run(run_dir, out_dir=None, *, blocks=(0, 1, 2), conditions=CONDITIONS, seeds
                 rows.append({"trainable_blocks": k, "condition": cond, "seed": seed, "n_train": int(len(y)),
                              "accuracy": float((pred == val_y).mean()), "balanced_accuracy": float((sens + spec) / 2),
                              "roc_auc": float(_auc(val_y, prob)), "final_loss": losses[-1],
-                             "train_seconds": time.perf_counter() - t})
+                             "train_seconds": time.perf_counter() - t,
+                             "prob": [round(float(v), 6) for v in prob]})  # per validation image: the paired test
                 if progress:
                     print(f"blocks {k} {cond:18s} seed {seed}: accuracy {rows[-1]['accuracy']:.3f} "
                           f"({rows[-1]['train_seconds']:.0f} s)", flush=True)
         seconds[str(k)] = time.perf_counter() - start
     results = {"settings": s, "vgg16": info["used"], "rows": rows, "seconds": seconds,
-               "n_val": int(len(val_y)), "torch_threads": torch.get_num_threads()}
+               "n_val": int(len(val_y)), "val_labels": [int(v) for v in val_y], "torch_threads": torch.get_num_threads()}
     results["reading"] = reading(results)
     from .pipeline import when_measured
 
@@ -293,47 +294,96 @@ def table(results: dict):
               [["accuracy", "balanced_accuracy", "roc_auc", "train_seconds"]].mean().reset_index())
 
 
-def gains(results: dict):
+PAIRED_TEST = ("notebook 05's test: ROC AUC of each real+GAN condition minus the best no-GAN control's on the same "
+               "validation images, class-stratified paired bootstrap (head seeds averaged), Holm-corrected within "
+               "each trainable_blocks")
+
+
+def _probabilities(results: dict, k: int, cond: str) -> np.ndarray | None:
+    """(seeds, images) validation probabilities of one condition at trainable_blocks k, or None (older results)."""
+    rows = [r for r in results["rows"] if r["trainable_blocks"] == k and r["condition"] == cond]
+    if not rows or any("prob" not in r for r in rows):
+        return None
+    return np.array([r["prob"] for r in sorted(rows, key=lambda r: r["seed"])], float)
+
+
+def gains(results: dict, n_resamples: int = 2000, seed: int = 0):
     """Gain of each real+GAN condition over real and over the best no-GAN control, per trainable_blocks (ROC AUC
-    and balanced accuracy; notebook 05's rule: a better classifier needs an AUC gain, beating the controls too)."""
+    and balanced accuracy). Where the results hold per-image probabilities (``val_labels`` and each row's
+    ``prob``), the gain over the best control gets notebook 05's paired test (PAIRED_TEST): its 95% interval,
+    p and Holm p; older results get the means only."""
     import pandas as pd
 
+    from .statistics.bootstrap import holm, paired_differences, stratified_counts
+
     t = table(results)
+    labels = np.asarray(results.get("val_labels") or [], int)
+    counts = stratified_counts(labels, n_resamples, seed) if len(labels) else None
     rows = []
     for k, part in t.groupby("trainable_blocks"):
         by = part.set_index("condition")
         if "real" not in by.index:
             continue
         controls = [c for c in ("real+copies", "real+classweight") if c in by.index]
+        best = max(controls, key=lambda c: by.loc[c, "roc_auc"]) if controls else None
+        family = []
         for cond in by.index:
             if not cond.startswith("real+") or cond in controls:
                 continue
-            best = max(controls, key=lambda c: by.loc[c, "roc_auc"]) if controls else None
-            rows.append({"trainable_blocks": k, "condition": cond,
-                         "AUC gain vs real": by.loc[cond, "roc_auc"] - by.loc["real", "roc_auc"],
-                         "AUC gain vs best control": by.loc[cond, "roc_auc"] - by.loc[best, "roc_auc"] if best else np.nan,
-                         "balanced accuracy gain vs real": by.loc[cond, "balanced_accuracy"] - by.loc["real", "balanced_accuracy"],
-                         "best control": best})
+            row = {"trainable_blocks": k, "condition": cond,
+                   "AUC gain vs real": by.loc[cond, "roc_auc"] - by.loc["real", "roc_auc"],
+                   "AUC gain vs best control": by.loc[cond, "roc_auc"] - by.loc[best, "roc_auc"] if best else np.nan,
+                   "balanced accuracy gain vs real": by.loc[cond, "balanced_accuracy"] - by.loc["real", "balanced_accuracy"],
+                   "best control": best}
+            a, b = (_probabilities(results, k, best), _probabilities(results, k, cond)) if best else (None, None)
+            if counts is not None and a is not None and b is not None:
+                d = paired_differences(labels, a, b, counts=counts)["roc_auc"]
+                row.update({"AUC vs best control, 95% low": d["interval"][0],
+                            "AUC vs best control, 95% high": d["interval"][1], "p": d["p"]})
+                family.append(row)
+            rows.append(row)
+        for row, p in zip(family, holm([r["p"] for r in family])):
+            row["Holm p"] = p
     return pd.DataFrame(rows)
 
 
+def _verdict(row, alpha: float = 0.05) -> str:
+    if row["Holm p"] < alpha:
+        return "a better classifier than " + row["best control"] if row["AUC gain vs best control"] > 0 else \
+            "a worse classifier than " + row["best control"]
+    return "not shown to differ from " + row["best control"]
+
+
 def reading(results: dict) -> list[str]:
-    """What the comparison says, computed from it: gains per trainable_blocks, the cost, and what random weights mean."""
+    """What the comparison says, computed from it: gains per trainable_blocks, judged by notebook 05's paired test
+    where per-image probabilities are held (described only, without a verdict, where not), the cost, and what
+    random weights mean."""
     g, s = gains(results), results["settings"]
+    paired = len(g) and "Holm p" in g and g["Holm p"].notna().any()
     lines = []
     for k, part in g.groupby("trainable_blocks") if len(g) else []:
-        parts = [f"{r['condition']} {signed(r['AUC gain vs real'], 3)} AUC vs real, {signed(r['AUC gain vs best control'], 3)} vs "
-                 f"{r['best control']}" for _, r in part.iterrows()]
+        if paired:
+            parts = [f"{r['condition']} {signed(r['AUC gain vs real'], 3)} AUC vs real, "
+                     f"{signed(r['AUC gain vs best control'], 3)} [{signed(r['AUC vs best control, 95% low'], 3)}, "
+                     f"{signed(r['AUC vs best control, 95% high'], 3)}] vs {r['best control']} (Holm p "
+                     f"{r['Holm p']:.2f}): {_verdict(r)}" for _, r in part.iterrows()]
+        else:
+            parts = [f"{r['condition']} {signed(r['AUC gain vs real'], 3)} AUC vs real, "
+                     f"{signed(r['AUC gain vs best control'], 3)} vs {r['best control']}" for _, r in part.iterrows()]
         what = "last layer only (the report)" if k == 0 else f"last {k} block(s) trained too"
         lines.append(f"trainable_blocks = {k} ({what}): " + "; ".join(parts) + ".")
-    if len(g) and g["AUC gain vs best control"].notna().any():  # without a control there is no verdict to weigh
+    if paired:
+        lines.append(f"Judged by {PAIRED_TEST}. The intervals cover the sampling of the {results['n_val']} validation "
+                     f"images only: {len(s['seeds'])} head seed(s) averaged, {s['epochs']} epochs with blocks unfrozen, "
+                     "one GAN training run each; another GAN seed can land elsewhere.")
+    elif len(g) and g["AUC gain vs best control"].notna().any():  # without a control there is no verdict to weigh
         best = g.loc[g["AUC gain vs best control"].idxmax()]
         lines.append(
-            "A 'better classifier' needs an AUC gain over real and over the no-GAN controls that is larger than the "
-            f"seed-to-seed spread; the largest gain over the best control here is {signed(best['AUC gain vs best control'], 3)} "
-            f"({best['condition']}, trainable_blocks = {best['trainable_blocks']}), from {len(s['seeds'])} head seed(s), "
-            f"{s['epochs']} epochs and one GAN seed on {results['n_val']} validation images: "
-            + ("too few to call it a gain." if len(s["seeds"]) < 3 else "read it against the spread in the table."))
+            "Described only: these results hold no per-image predictions, so notebook 05's paired test cannot be "
+            f"applied; the largest gain over the best control here is {signed(best['AUC gain vs best control'], 3)} "
+            f"({best['condition']}, trainable_blocks = {best['trainable_blocks']}), a difference of means from "
+            f"{len(s['seeds'])} head seed(s), {s['epochs']} epochs and one GAN seed on {results['n_val']} validation "
+            "images, without an interval: too few to call it a gain. Rerun the study to get the test.")
     t = table(results)
     one_class = t[t["balanced_accuracy"] <= 0.55]
     if len(one_class):

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from covidgan_utils import finetune, transfer
 
@@ -108,3 +109,30 @@ def test_pipeline_again_needs_resume(tmp_path):
 
     with pytest.raises(pipeline.PipelineError, match="--again .* --resume"):
         pipeline.run("smoke", run_dir=str(tmp_path / "r"), notebooks="01", again=True)
+
+
+def test_the_reading_judges_the_gain_over_the_best_control_by_notebook_05s_paired_test():
+    from covidgan_utils.statistics.bootstrap import holm, paired_differences, stratified_counts
+
+    rng = np.random.default_rng(7)
+    y = np.repeat([0, 1], [120, 72])
+    signal = {"real": 0.8, "real+copies": 0.9, "real+classweight": 0.7, "real+torch": 2.5, "real+tf": 0.9}
+    noise = rng.normal(0, 1, (2, len(y)))  # one draw per head seed, shared: the conditions see the same images
+    rows = [{"trainable_blocks": 0, "condition": c, "seed": s, "accuracy": 0.8, "balanced_accuracy": 0.8,
+             "roc_auc": float(roc_auc_score(y, sig * y + noise[s])), "train_seconds": 1.0,
+             "prob": (1 / (1 + np.exp(-(sig * y + noise[s] - sig / 2)))).tolist()}
+            for c, sig in signal.items() for s in (0, 1)]
+    results = {"settings": {"seeds": [0, 1], "epochs": 3, "head_epochs": 20}, "rows": rows, "seconds": {"0": 6.0},
+               "n_val": len(y), "val_labels": y.tolist(), "torch_threads": 2, "vgg16": "random"}
+    g = finetune.gains(results).set_index("condition")
+    assert g.loc["real+torch", "best control"] == "real+copies"
+    W = stratified_counts(y, 2000, 0)
+    probs = {c: np.array([r["prob"] for r in rows if r["condition"] == c]) for c in signal}
+    expected = [paired_differences(y, probs["real+copies"], probs[c], counts=W)["roc_auc"] for c in ("real+torch", "real+tf")]
+    assert g.loc["real+torch", "p"] == pytest.approx(expected[0]["p"])
+    assert g.loc["real+tf", "AUC vs best control, 95% low"] == pytest.approx(expected[1]["interval"][0])
+    assert list(g["Holm p"]) == pytest.approx(holm([e["p"] for e in expected]))
+    lines = finetune.reading(results)
+    assert "real+torch" in lines[0] and "a better classifier than real+copies" in lines[0]
+    assert "real+tf" in lines[0] and "not shown to differ from real+copies" in lines[0]
+    assert lines[1].startswith("Judged by notebook 05's test") and "2 head seed(s) averaged" in lines[1]
