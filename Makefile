@@ -6,7 +6,7 @@ STAMP := $(VENV)/.covidgan-installed
 RUN_DIR ?= runs/demo
 DATA_DIR ?=
 
-.PHONY: setup demo test lab figures paper paper-smoke smoke notebooks check-notebooks studies sweeps lint clean-runs
+.PHONY: setup demo test lab figures paper paper-smoke smoke notebooks check-notebooks studies sweeps real-results lint clean-runs
 
 setup: $(STAMP)
 
@@ -78,6 +78,14 @@ notebooks: setup
 	$(PY) -m covidgan_utils publish --run-dir $(RUN_DIR)
 	$(PY) -m covidgan_utils figures --run-dir $(RUN_DIR) --out figures
 	$(PY) -m covidgan_utils readme --run-dir $(RUN_DIR)
+
+## real-results: the demo profile on real X-rays (the Kaggle database or the shared sample; never in the repository),
+## then the README's real-data section from that run (numbers only: its images and notebooks stay in REAL_RUN_DIR)
+REAL_RUN_DIR ?= runs/real-demo
+real-results: setup
+	@test -n "$(DATA_DIR)" || (echo "Usage: make real-results DATA_DIR=/path/to/COVID-19_Radiography_Dataset" && exit 2)
+	$(PY) -m covidgan_utils run --profile demo --data-dir $(DATA_DIR) --run-dir $(REAL_RUN_DIR) --overwrite
+	$(PY) -m covidgan_utils readme --run-dir $(REAL_RUN_DIR) --section real
 
 ## check-notebooks: after make notebooks, compare notebooks/ with the committed ones (timings masked)
 check-notebooks: setup

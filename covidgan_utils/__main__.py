@@ -73,13 +73,15 @@ def _readme(argv) -> int:
                                  description="Write a finished run's results into README.md between the results markers.")
     ap.add_argument("--run-dir", default="runs/demo")
     ap.add_argument("--readme", default="README.md")
+    ap.add_argument("--section", default="demo", choices=sorted(readme.SECTIONS),
+                    help="demo: make notebooks' run on the phantoms; real: a run on real X-rays (make real-results)")
     args = ap.parse_args(argv)
     try:
-        changed = readme.update(args.readme, args.run_dir)
+        changed = readme.update(args.readme, args.run_dir, args.section)
     except readme.ReadmeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"{args.readme}: results section {'rewritten' if changed else 'unchanged'} from {args.run_dir}")
+    print(f"{args.readme}: {args.section} results section {'rewritten' if changed else 'unchanged'} from {args.run_dir}")
     return 0
 
 

@@ -21,6 +21,10 @@ END = "<!-- run-results:end -->"
 STUDIES_START = ("<!-- studies:start (written by `python -m covidgan_utils readme` from notebook 07's run, "
                  "make studies; do not edit) -->")
 STUDIES_END = "<!-- studies:end -->"
+REAL_START = ("<!-- real-results:start (written by `python -m covidgan_utils readme --section real` from a run on real "
+              "X-rays, make real-results; do not edit) -->")
+REAL_END = "<!-- real-results:end -->"
+SECTIONS = {"demo": (START, END), "real": (REAL_START, REAL_END)}
 STUDIES_NOTEBOOK = "07_"
 TIMES_HEADER = ("Time per notebook in this run (wall clock; a load average above the number of CPUs means other work "
                 "shared them, so the time is an upper bound):")
@@ -149,16 +153,48 @@ def _average_text(decay) -> str:
     return f", sampled from a weight average (decay {decay:g})" if decay else ""
 
 
-def render(run_dir) -> str:
-    """The README's results section for the finished run in ``run_dir`` (markdown, between the markers)."""
+def _real_data_text(run_dir: Path) -> str:
+    """"1,124 real X-rays from the folder `name` (403 COVID + 721 Normal; train 331 / 601, validation 72 / 120)":
+    the folder's name only, never its path on this machine."""
+    info = _load(run_dir / "data" / "info.json")
+    counts = info.get("counts") or {}
+    total = {c: sum((counts.get(c) or {}).values()) for c in ("COVID", "Normal")}
+    split = {part: " / ".join(str((counts.get(c) or {}).get(part, 0)) for c in ("COVID", "Normal"))
+             for part in ("train", "val")}
+    return (f"{sum(total.values()):,} real X-rays from the folder `{Path(str(info.get('source', ''))).name}` "
+            f"({total['COVID']} COVID + {total['Normal']} Normal; COVID / Normal train {split['train']}, "
+            f"validation {split['val']})")
+
+
+def _sets_text(results: dict) -> str:
+    """What the external and truth columns hold in this run, or why they are n/a."""
+    external = (results.get("external_set") or {}).get("evaluated")
+    large = (results.get("large_test_set") or {}).get("evaluated")
+    parts = ["\"External\" is the same classifiers on another site's images" if external else
+             "\"External\" is n/a: this run had no other site's images (external_dir)",
+             "\"truth\" is the ROC AUC on the large independent phantom set" if large else
+             "\"truth\" is n/a: a large labelled set exists only for the phantoms"]
+    return "; ".join(parts) + "."
+
+
+def render(run_dir, section: str = "demo") -> str:
+    """The README's results section for the finished run in ``run_dir`` (markdown, between the markers).
+
+    ``section`` "demo": ``make notebooks``' run on the phantoms; "real": a run on real X-rays (``make real-results``),
+    between the REAL_START / REAL_END markers, naming the data folder but never its path.
+    """
+    if section not in SECTIONS:
+        raise ReadmeError(f"section must be one of {sorted(SECTIONS)}, not {section!r}")
+    start, end = SECTIONS[section]
     run_dir = Path(run_dir)
     results = _load(run_dir / "transfer" / "results.json")
     pipeline = _load(run_dir / "pipeline.json")
     s = run_settings(run_dir)
     n_val = sum((results.get("n_val_per_class") or {}).values())
+    what = "One run of `make notebooks`" if section == "demo" else f"One run on {_real_data_text(run_dir)}"
     lines = [
-        START,
-        f"One run of `make notebooks` (profile `{pipeline.get('profile')}`: {s['image_size']} px, PyTorch GAN "
+        start,
+        f"{what} (profile `{pipeline.get('profile')}`: {s['image_size']} px, PyTorch GAN "
         f"{s['torch_epochs']} epochs at width {s['torch_width']:g} (batch {s['torch_batch_size']}, Adam lr "
         f"{s['torch_lr']:g}{_average_text(s.get('torch_ema'))}), TensorFlow GAN {s['tf_epochs']} epochs at width "
         f"{s['tf_width']:g} (batch {s['tf_batch_size']}, Adam lr {s['tf_lr']:g}{_average_text(s.get('tf_ema'))}), "
@@ -171,8 +207,7 @@ def render(run_dir) -> str:
         f"Each number is the mean of the {len(results.get('seeds') or [])} head seeds. Intervals are 95% and cover the "
         "sampling of the validation images only (accuracy: Wilson; the others: class-stratified bootstrap): not the "
         f"head seeds' spread, and not another training of the GANs (one GAN seed, {s['gan_seeds'][0]}: a limitation). "
-        "\"External\" is the same classifiers on another site's images; \"truth\" is the ROC AUC on the large "
-        "independent phantom set. The reading is notebook 05's rule: a better classifier needs a paired ROC AUC gain.",
+        + _sets_text(results) + " The reading is notebook 05's rule: a better classifier needs a paired ROC AUC gain.",
         "",
         _conditions_table(results),
         "",
@@ -186,7 +221,7 @@ def render(run_dir) -> str:
     if metrics_path.is_file():
         lines += ["The generated images (notebook 06; fixed-v1 features, defined once and versioned, so these "
                   "numbers compare across runs):", "", _quality_table(_load(metrics_path)), ""]
-    lines += [TIMES_HEADER, "", _times(pipeline), END]
+    lines += [TIMES_HEADER, "", _times(pipeline), end]
     return "\n".join(lines)
 
 
@@ -260,14 +295,16 @@ def _replace(text: str, start: str, end: str, body: str, readme: Path, what: str
     return head + body + tail
 
 
-def update(readme, run_dir) -> bool:
+def update(readme, run_dir, section: str = "demo") -> bool:
     """Replace the results section of ``readme`` with :func:`render` of ``run_dir``, and its studies section (where
     it has one) with :func:`render_studies`: notebook 07's run, or a line saying it has not run on this run yet;
-    True when the text changed."""
+    True when the text changed. ``section="real"`` replaces the real-data section only."""
     readme = Path(readme)
     text = readme.read_text()
-    new = _replace(text, START, END, render(run_dir), readme, "results")
-    if STUDIES_START in new or (Path(run_dir) / "studies" / "summary.json").is_file():
+    start, end = SECTIONS.get(section, (None, None))
+    new = _replace(text, start, end, render(run_dir, section), readme,
+                   "results" if section == "demo" else "real-data results")
+    if section == "demo" and (STUDIES_START in new or (Path(run_dir) / "studies" / "summary.json").is_file()):
         new = _replace(new, STUDIES_START, STUDIES_END, render_studies(run_dir), readme, "studies")
     if new == text:
         return False
@@ -275,5 +312,5 @@ def update(readme, run_dir) -> bool:
     return True
 
 
-__all__ = ["END", "START", "STUDIES_END", "STUDIES_START", "ReadmeError", "render", "render_studies", "run_settings",
-           "update"]
+__all__ = ["END", "REAL_END", "REAL_START", "SECTIONS", "START", "STUDIES_END", "STUDIES_START", "ReadmeError", "render",
+           "render_studies", "run_settings", "update"]

@@ -76,6 +76,7 @@ def test_the_readme_has_the_markers():
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert text.count(readme.START) == 1 and text.count(readme.END) == 1
+    assert text.count(readme.REAL_START) == 1 and text.count(readme.REAL_END) == 1
     assert text.count(readme.STUDIES_START) == 1 and text.count(readme.STUDIES_END) == 1
 
 
@@ -140,3 +141,26 @@ def test_the_conditions_table_shows_the_pixel_baseline_beside_vgg16(run_dir):
                                       "the reference without transfer learning |")
     assert "pixel baseline" not in readme._conditions_table({**results, "baseline": None})
     assert "cover the sampling of the validation images only" in readme.render(run_dir)
+
+
+def test_the_real_data_section_names_the_folder_never_its_path(run_dir, tmp_path):
+    import shutil
+
+    real = tmp_path / "real-run"
+    shutil.copytree(run_dir, real)
+    (real / "data").mkdir()
+    info = {"source": "/home/someone/datasets/covid19-radiography-sample", "phantoms": False,
+            "counts": {"COVID": {"train": 331, "val": 72}, "Normal": {"train": 601, "val": 120}}}
+    (real / "data" / "info.json").write_text(json.dumps(info))
+    text = readme.render(real, section="real")
+    assert text.startswith(readme.REAL_START) and text.endswith(readme.REAL_END)
+    assert "One run on 1,124 real X-rays from the folder `covid19-radiography-sample`" in text
+    assert "403 COVID + 721 Normal; COVID / Normal train 331 / 601, validation 72 / 120" in text
+    assert "/home/someone" not in text and "\"External\" is n/a" in text
+    path = tmp_path / "README.md"
+    path.write_text(f"intro\n{readme.START}\nold demo\n{readme.END}\n{readme.REAL_START}\nold real\n{readme.REAL_END}\nend\n")
+    assert readme.update(path, real, section="real")
+    written = path.read_text()
+    assert "old demo" in written and "old real" not in written and written.endswith(f"{readme.REAL_END}\nend\n")
+    with pytest.raises(readme.ReadmeError, match="section must be one of"):
+        readme.render(real, section="paper")
