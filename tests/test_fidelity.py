@@ -499,3 +499,16 @@ def test_fidelity_loads_weights_only():
     text = "".join(p.read_text() for p in Path(package.__file__).parent.glob("*.py"))
     calls = text.count("torch.load(")
     assert calls >= 1 and text.count("weights_only=True") >= calls and "weights_only=False" not in text
+
+
+def test_set_distances_compare_every_set_at_the_held_out_size():
+    from covidgan_utils.fidelity import evaluate
+
+    rng = np.random.default_rng(41)
+    y_tr, y_val, y_g = np.repeat([0, 1], [60, 33]), np.repeat([0, 1], [12, 7]), np.repeat([0, 1], [40, 67])
+    feats = {name: rng.normal(0, 1, (len(y), 8)) for name, y in (("train", y_tr), ("val", y_val), ("torch", y_g))}
+    images = {name: (np.zeros((len(y), 4, 4, 1), np.uint8), y) for name, y in (("train", y_tr), ("val", y_val), ("torch", y_g))}
+    p = evaluate.Prepared(cfg=None, extractor=None, images=images, features=feats, notes={}, frameworks=["torch"])
+    sets = evaluate.set_distances(p, k=3, subset_size=5, n_subsets=5)
+    assert sets["reference"]["n_per_class"] == sets["torch"]["n_per_class"] == {"Normal": 12, "COVID": 7}
+    assert {c: m["n_generated"] for c, m in sets["torch"]["per_class"].items()} == {"Normal": 12, "COVID": 7}

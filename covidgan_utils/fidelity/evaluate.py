@@ -19,7 +19,7 @@ from ..config import rel
 from ..formatting import clean
 from .distances import SET_KEYS, diversity, per_class_metrics
 from .features import FeatureExtractor, build_extractor, domain_predict, one_thread
-from .fixed import fixed_space
+from .fixed import class_counts, fixed_space, matched_subset
 from .memorization import closest_pairs, memorization
 from .probes import brightness_gap, gan_test, lowres_probe, majority_rate, tstr
 
@@ -101,15 +101,23 @@ def _once(p: Prepared, key: tuple, compute) -> Any:
 
 def set_distances(p: Prepared, *, k: int = 5, subset_size: int = 100, n_subsets: int = 100) -> dict:
     """Stage 4-5: KID, FD, precision/recall/density/coverage per class against the real training features:
-    {"reference": held-out real images, fw: generated images} (``distances.per_class_metrics``)."""
+    {"reference": held-out real images, fw: generated images} (``distances.per_class_metrics``).
+
+    Each generated set is subsampled (seeded) to the held-out set's size per class, so every row is measured at the
+    same n: FD and the k-NN metrics move with n, and the held-out row is the floor only at its own size. Each
+    result's ``n_per_class`` says how many images it used."""
     f_tr, y_tr = p.features["train"], p.images["train"][1]
 
     @one_thread
     def compute():
-        sets = {"reference": (p.features["val"], p.images["val"][1])}
-        sets.update({fw: (p.features[fw], p.images[fw][1]) for fw in p.frameworks})
+        y_val = p.images["val"][1]
+        sets = {"reference": (p.features["val"], y_val)}
+        for fw in p.frameworks:
+            keep = matched_subset(p.images[fw][1], class_counts(y_val), seed=0)
+            sets[fw] = (p.features[fw][keep], p.images[fw][1][keep])
         kw = {"k": k, "subset_size": subset_size, "n_subsets": n_subsets}
-        return {name: per_class_metrics(f_tr, y_tr, f, y, **kw) for name, (f, y) in sets.items()}
+        return {name: {**per_class_metrics(f_tr, y_tr, f, y, **kw), "n_per_class": class_counts(y)}
+                for name, (f, y) in sets.items()}
 
     return _once(p, ("sets", k, subset_size, n_subsets), compute)
 
@@ -186,7 +194,7 @@ def diversity_curves(p: Prepared) -> dict:
 
 
 def _set_part(m: dict) -> dict:
-    return {**{key: m[key] for key in SET_KEYS}, "per_class": m["per_class"]}
+    return {**{key: m[key] for key in SET_KEYS}, "per_class": m["per_class"], "n_per_class": m.get("n_per_class")}
 
 
 def evaluate_framework(p: Prepared, fw: str, *, k: int = 5, subset_size: int = 100, n_subsets: int = 100) -> dict:
