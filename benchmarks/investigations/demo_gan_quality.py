@@ -116,7 +116,7 @@ def main(argv=None) -> dict:
         rows.append(row)
         with open(args.out, "a") as fh:
             fh.write(json.dumps(row) + "\n")
-        keys = ("name", "epochs", "s_per_epoch", "tstr_ratio", "fidelity_per_class", "ceiling", "recall", "kid", "fd")
+        keys = ("name", "epochs", "s_per_epoch", "tstr_ratio", "fidelity_per_class", "caricature", "recall", "kid", "fd")
         print(json.dumps({k: row[k] for k in keys}, default=lambda v: round(v, 4)))
     return rows
 
@@ -130,7 +130,10 @@ def score(cfg, gan, fw, generator, x_tr, y_tr, x_val, y_val) -> dict:
     x_g = fidelity.gray01(gan.sample(generator, y_g, seed=cfg.synthesis_seed))
     x_g = np.round(x_g * 255).astype(np.uint8)[..., None]
     ts = fidelity.tstr(x_g, y_g, x_val, y_val, x_tr, y_tr)
-    gt = fidelity.gan_test(x_tr, y_tr, x_g, y_g)
+    from covidgan_utils import data
+
+    gt = fidelity.gan_test(x_tr, y_tr, x_g, y_g, independent=data.load_independent(cfg))
+    ind = gt["independent"]
     fx = fidelity.fixed_space(x_tr, y_tr, {fw: (x_g, y_g)})
     per_class_n = {c: int((y_g == k).sum()) for k, c in enumerate(CLASSES)}
     return {
@@ -139,6 +142,10 @@ def score(cfg, gan, fw, generator, x_tr, y_tr, x_val, y_val) -> dict:
         "fidelity": gt["accuracy"], "fidelity_per_class": gt["per_class_recall"],
         "fidelity_ci": {c: wilson(gt["per_class_recall"][c] * per_class_n[c], per_class_n[c]) for c in per_class_n},
         "ceiling": gt["real_cv_accuracy"],
+        "real_cv_per_class": gt["real_cv_per_class_recall"], "real_train_per_class": gt["real_train_per_class_recall"],
+        # the independent check: generated minus the GAN's training images, for a classifier that saw neither
+        "independent_per_class": ind["per_class_recall"], "independent_real_per_class": ind["real_per_class_recall"],
+        "caricature": {c: ind["per_class_recall"][c] - ind["real_per_class_recall"][c] for c in per_class_n},
         "kid": fx[fw]["kid"], "fd": fx[fw]["fd"], "recall": fx[fw]["recall"], "precision": fx[fw]["precision"],
         "coverage": fx[fw]["coverage"],
         "rvr": {k: fx["real_vs_real"][k] for k in ("kid", "fd", "recall", "precision")},
