@@ -300,3 +300,38 @@ def test_a_folder_holding_only_its_settings_is_a_new_run_and_overwrite_keeps_the
     runs.clear(run)
     assert not (run / "transfer").exists()
     assert (run / runs.SETTINGS_FILE).read_text() == settings  # starting over keeps the run's settings
+
+
+def test_links_deeper_inside_a_run_are_replaced_or_unlinked_never_followed(tmp_path):
+    from covidgan_utils import data
+
+    mine = tmp_path / "mine"
+    (mine / "notes").mkdir(parents=True)
+    (mine / "manifest.csv").write_text("my own table\n")
+    (mine / "notes" / "chapter.txt").write_text("my chapter\n")
+    before = _snapshot(mine)
+    run_dir = tmp_path / "run"
+    cfg = config.resolve(profile="smoke", run_dir=str(run_dir))
+    data.prepare(cfg, progress=False)
+    manifest = run_dir / "data" / "manifest.csv"
+    manifest.unlink()
+    manifest.symlink_to(mine / "manifest.csv")  # a file of the run replaced by a link to someone's file
+    (run_dir / "data" / "notes").symlink_to(mine / "notes", target_is_directory=True)  # a linked folder inside
+    write_json(run_dir / pipeline.STATE, {"profile": "smoke", "data_dir": None, "params": {}, "notebooks": {}})
+    with pytest.raises(data.DataError, match="manifest.csv is a symbolic link") as err:  # never read as the split
+        data.prepare(cfg, progress=False)
+    assert "Nothing was read or changed" in str(err.value) and _snapshot(mine) == before
+    with pytest.raises(data.DataError, match="symbolic link"):
+        data.load_split(cfg, "train")
+    runs.clear(run_dir)  # --overwrite: links inside the run's folders are unlinked with them, their targets kept
+    assert not (run_dir / "data").exists() and _snapshot(mine) == before
+
+
+def test_a_manifest_without_its_columns_is_named_not_a_key_error(tmp_path):
+    from covidgan_utils import data
+
+    cfg = config.resolve(profile="smoke", run_dir=str(tmp_path / "run"))
+    data.prepare(cfg, progress=False)
+    (tmp_path / "run" / "data" / "manifest.csv").write_text("file,class\na.png,COVID\n")
+    with pytest.raises(data.DataError, match=r"manifest.csv lacks the columns \['path', 'label', 'split', 'sha256'\]"):
+        data.read_manifest(cfg)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -111,7 +112,8 @@ def prepare(cfg: Config, progress: bool = True) -> dict:
     source = str(Path(root).resolve())
     previous = None
     if info_path.exists() and manifest_path.exists():
-        info = read_json(info_path)
+        info = read_json(_own_file(info_path))
+        _own_file(manifest_path)
         same = info.get("settings") == settings and info.get("source") == source
         if not same:
             raise DataError(
@@ -218,10 +220,27 @@ def _read_csv(path: Path):
     return pd.read_csv(path, dtype=str, keep_default_na=False)
 
 
+def _own_file(path: Path) -> Path:
+    """``path`` unless it is a symbolic link: a run's split files are its own, never read through a link."""
+    if path.is_symlink():
+        raise DataError(
+            f"{rel(path)} is a symbolic link (to {os.readlink(path)}); a run's split is read only from its own files, "
+            f"and a link could make another file the split. Nothing was read or changed. Fix: remove the link and rerun "
+            f"{NOTEBOOK_01} into a new run_dir."
+        )
+    return path
+
+
 def read_manifest(cfg: Config):
     """RUN/data/manifest.csv as a DataFrame (path,label,split,sha256, then pixel_sha256), every column text."""
     require_prepared(cfg)
-    return _read_csv(cfg.path("data", "manifest.csv"))
+    path = _own_file(cfg.path("data", "manifest.csv"))
+    manifest = _read_csv(path)
+    missing = [c for c in MANIFEST_COLUMNS[:4] if c not in manifest]
+    if missing:
+        raise DataError(f"{rel(path)} lacks the columns {missing}: it is no manifest notebook 01 wrote. Fix: rerun "
+                        f"{NOTEBOOK_01} into a new run_dir.")
+    return manifest
 
 
 def ensure_cache(cfg: Config, image_size: int, progress: bool = True) -> Path:
