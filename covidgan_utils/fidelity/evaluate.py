@@ -138,7 +138,7 @@ def class_probes(p: Prepared) -> dict:
         from ..data import load_independent
 
         # real images neither the GAN nor the probe saw (phantoms only): tells a caricature from a likeness
-        independent = load_independent(p.cfg) if getattr(p.cfg, "uses_phantoms", False) else None
+        independent = load_independent(p.cfg) if p.cfg is not None else None
         out = {"reference": {"tstr": tstr(x_tr, y_tr, x_val, y_val)}}
         for fw in p.frameworks:
             x_g, y_g = p.images[fw]
