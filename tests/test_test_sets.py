@@ -2,6 +2,7 @@
 simulated against it, and the pixel baseline; statistics checked against scikit-learn / statsmodels or by hand."""
 
 import json
+import os
 import math
 
 import numpy as np
@@ -341,3 +342,45 @@ def test_the_independent_set_is_new_to_the_run_and_absent_on_real_data(smoke_run
     (tmp_path / "xrays").mkdir()
     real = config.resolve(profile="smoke", run_dir=str(tmp_path / "real"), data_dir=str(tmp_path / "xrays"))
     assert not real.uses_phantoms and data.load_independent(real) is None
+
+
+def test_the_independent_images_are_decoded_once_per_run_and_made_again_when_their_source_changes(smoke_run, tmp_path):
+    import shutil
+
+    from covidgan_utils.data import stage
+    from covidgan_utils.phantoms import ensure_independent_phantoms
+
+    cfg = smoke_run
+    images, labels = data.load_independent(cfg)
+    cache = cfg.path("data", f"independent_{cfg.image_size}.npz")
+    assert cache.is_file()
+    with np.load(cache) as npz:  # what the later notebooks read: the same arrays
+        assert np.array_equal(npz["images"], images) and np.array_equal(npz["labels"], labels)
+
+    # the key follows the folder's files: a redrawn or edited picture makes the cache stale
+    folder = tmp_path / "copy"
+    shutil.copytree(ensure_independent_phantoms(cfg), folder)
+    manifest = stage.read_manifest(cfg)
+    before = stage._folder_key(folder, cfg.image_size, manifest)
+    assert stage._folder_key(folder, cfg.image_size, manifest) == before
+    assert stage._folder_key(folder, cfg.image_size * 2, manifest) != before
+    picture = next((folder / "COVID").glob("*.png"))
+    os.utime(picture, ns=(picture.stat().st_atime_ns, picture.stat().st_mtime_ns + 10**9))
+    assert stage._folder_key(folder, cfg.image_size, manifest) != before
+
+    # a cache from another source, or a broken one, is made again with the same images
+    np.savez(cache, images=images[:1], labels=labels[:1], key=np.str_("another source"))
+    again = data.load_independent(cfg)
+    assert np.array_equal(again[0], images) and np.array_equal(again[1], labels)
+    cache.write_bytes(b"not an npz")
+    again = data.load_independent(cfg)
+    assert np.array_equal(again[0], images) and np.array_equal(again[1], labels)
+
+    # a link in its place is not read through, and what it points at is left as it was
+    target = tmp_path / "elsewhere.npz"
+    np.savez(target, images=images[:1], labels=labels[:1], key=np.str_("x"))
+    kept = target.read_bytes()
+    cache.unlink()
+    cache.symlink_to(target)
+    again = data.load_independent(cfg)
+    assert np.array_equal(again[0], images) and target.read_bytes() == kept and not cache.is_symlink()
