@@ -243,7 +243,11 @@ def generate_dataset(
     return out_dir
 
 
-def ensure_phantoms(cfg) -> Path:
+def _workers(workers: int | None) -> int:
+    return 1 if workers is None else max(1, int(workers))
+
+
+def ensure_phantoms(cfg, workers: int | None = None) -> Path:
     """Generate (or reuse) the profile's phantom dataset at config.phantom_dir(cfg); returns the folder."""
     from .config import phantom_dir
 
@@ -253,24 +257,54 @@ def ensure_phantoms(cfg) -> Path:
         cfg.phantom_size,
         seed=cfg.phantom_seed,
         replace_stale=True,
+        workers=_workers(workers),
     )
 
 
-def ensure_external_phantoms(cfg, per_class: dict | None = None) -> Path:
+def ensure_external_phantoms(cfg, per_class: dict | None = None, workers: int | None = None) -> Path:
     """The demo's external test set: other people (another seed) seen by another scanner (EXTERNAL_SHIFT)."""
     from .config import phantom_root
 
     counts = _counts(per_class or cfg.val_per_class)
     seed = cfg.phantom_seed + 1000
     out = phantom_root() / f"external-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{seed}"
-    return generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, shift=EXTERNAL_SHIFT)
+    return generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, shift=EXTERNAL_SHIFT,
+                            workers=_workers(workers))
+
+
+LARGE_TEST_PER_CLASS = {"COVID": 1000, "Normal": 1000}
+"""The large independent phantom test set: about 2 points of accuracy resolution (a 95% interval of +-2 points)."""
+LARGE_TEST_SMOKE_PER_CLASS = {"COVID": 50, "Normal": 50}
+"""The smoke profile's: small, so the tests stay fast; its numbers mean nothing."""
+LARGE_TEST_SEED_OFFSET = 2000
+"""The large set's phantom seed is the run's phantom_seed + this: other people than training, validation and the
+external set (phantom_seed + 1000)."""
+
+
+def large_test_counts(cfg) -> dict:
+    """Images per class of the large independent test set for this profile."""
+    return dict(LARGE_TEST_SMOKE_PER_CLASS if cfg.profile == "smoke" else LARGE_TEST_PER_CLASS)
+
+
+def ensure_large_test_phantoms(cfg, per_class: dict | None = None, progress: bool = True,
+                               workers: int | None = None) -> Path:
+    """The large independent test set (notebook 05): phantoms of other people (another seed), the same scanner
+    (no shift). Made once in the gitignored data/ folder (like the built-in dataset) and reused by every run after.
+    """
+    from .config import phantom_root
+
+    counts = dict(per_class or large_test_counts(cfg))
+    seed = cfg.phantom_seed + LARGE_TEST_SEED_OFFSET
+    out = phantom_root() / f"large-test-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{seed}"
+    return generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, progress=progress,
+                            workers=_workers(workers))
 
 
 INDEPENDENT_FACTOR = 4  # the independent check's classifier learns from 4x the training split: a steadier classifier
 INDEPENDENT_SEED_OFFSET = 3000  # other people than the split (+0), the external set (+1000) and the large set (+2000)
 
 
-def ensure_independent_phantoms(cfg, per_class: dict | None = None) -> Path:
+def ensure_independent_phantoms(cfg, per_class: dict | None = None, workers: int | None = None) -> Path:
     """Images new to the GAN and to the class probe, for the independent class-fidelity check: other people of the
     same population (another seed, no scanner shift), INDEPENDENT_FACTOR times the training split per class.
 
@@ -281,7 +315,28 @@ def ensure_independent_phantoms(cfg, per_class: dict | None = None) -> Path:
     counts = {k: INDEPENDENT_FACTOR * v for k, v in _counts(per_class or cfg.train_per_class).items()}
     seed = cfg.phantom_seed + INDEPENDENT_SEED_OFFSET
     out = phantom_root() / f"independent-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{seed}"
-    return generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, progress=False)
+    return generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, progress=False,
+                            workers=_workers(workers))
+
+
+PARALLEL_FROM = 500
+"""draw_all uses its worker processes only for a set of at least this many images (smaller ones: no fork)."""
+
+
+def draw_all(cfg, workers: int = 2) -> list[Path]:
+    """Every phantom set a run reads (the dataset, the external and large test sets, the independent check's
+    images), drawn before the notebooks start, in ``workers`` processes for sets of PARALLEL_FROM images or more; a
+    set already drawn is reused as it is. Returns the folders. ``covidgan run`` calls it on phantom runs: its own
+    process has no notebook kernel to fork, and on 2 idle cores a first run's drawing takes about half as long.
+    """
+    independent = {k: INDEPENDENT_FACTOR * v for k, v in _counts(cfg.train_per_class).items()}
+    plan = [
+        (cfg.phantom_per_class, lambda w: ensure_phantoms(cfg, workers=w)),
+        (cfg.val_per_class, lambda w: ensure_external_phantoms(cfg, workers=w)),
+        (large_test_counts(cfg), lambda w: ensure_large_test_phantoms(cfg, progress=False, workers=w)),
+        (independent, lambda w: ensure_independent_phantoms(cfg, workers=w)),
+    ]
+    return [ensure(workers if sum(_counts(counts).values()) >= PARALLEL_FROM else 1) for counts, ensure in plan]
 
 
 def main(argv=None) -> int:

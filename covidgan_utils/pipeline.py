@@ -102,6 +102,9 @@ def _run_unlocked(
     env_before = {name: os.environ.get(name) for name in HEADLESS_ENV}
     os.environ.update(HEADLESS_ENV)  # the kernels inherit it: no progress bars, static figures instead of widgets
     try:
+        pending = [b for b in books if state["notebooks"].get(b.stem, {}).get("status") != "done" or again]
+        if cfg.uses_phantoms and any(b.name[:2] in PHANTOM_READERS for b in pending):
+            _draw_phantoms(profile, data_dir, run_dir, params, state, state_path)
         for i, book in enumerate(books, 1):
             name = book.stem
             if state["notebooks"].get(name, {}).get("status") == "done" and not again:
@@ -146,7 +149,9 @@ def _run_unlocked(
             else:
                 os.environ[name] = value
     total = sum(state["notebooks"].get(b.stem, {}).get("seconds", 0) for b in books)
-    print(f"All {len(books)} notebook(s) done; total {_fmt(total)}. Executed notebooks: {config.rel(executed)}")
+    drawing = state.get("phantoms", {}).get("seconds", 0)
+    also = f" (and {_fmt(drawing)} drawing phantoms)" if drawing >= 1 else ""
+    print(f"All {len(books)} notebook(s) done; total {_fmt(total)}{also}. Executed notebooks: {config.rel(executed)}")
     return state
 
 
@@ -186,6 +191,25 @@ def run(profile: str = "demo", data_dir=None, run_dir=None, notebooks=None, para
             return state
     except (RunLockError, StorageError, settings.SettingError, runs.RunDirError) as exc:
         raise PipelineError(str(exc)) from None
+
+
+PHANTOM_READERS = ("01", "02", "03", "04", "05", "06")  # the notebooks that read a phantom set on phantom runs
+
+
+def _draw_phantoms(profile, data_dir, run_dir, params: dict, state: dict, state_path: Path) -> None:
+    """Every phantom set the notebooks read, drawn once before them (phantoms.draw_all), in two processes where
+    two cores are free; the seconds are the run's, recorded as state["phantoms"]."""
+    from . import phantoms
+
+    setting_params = {k: v for k, v in params.items() if k in settings.run_setting_names()}  # e.g. phantom_seed
+    cfg = config.resolve(profile=profile, data_dir=data_dir, run_dir=run_dir, claim=False, **setting_params)
+    start = time.perf_counter()
+    print("[phantoms] drawing the sets the notebooks read (once; reused after) ...", end="", flush=True)
+    phantoms.draw_all(cfg, workers=min(2, os.cpu_count() or 1))
+    seconds = time.perf_counter() - start
+    state["phantoms"] = {"seconds": round(seconds, 1), "finished": _now(), "load_average": _load_average()}
+    write_json(state_path, state)
+    print(f" done in {_fmt(seconds)}", flush=True)
 
 
 GAN_STAGES = ("02", "03", "04", "05")  # the notebooks whose results depend on the GAN's training seed

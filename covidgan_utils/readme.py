@@ -73,6 +73,11 @@ def _times(pipeline: dict) -> str:
     rows = ["| notebook | seconds in this run | finished | load average (1/5/15 min) at the end | CPUs |",
             "| --- | --- | --- | --- | --- |"]
     total = 0.0
+    drawing = pipeline.get("phantoms") or {}
+    if drawing.get("seconds") is not None:  # the phantom sets, drawn before the notebooks (reused when present)
+        total += drawing["seconds"]
+        rows.append(f"| drawing the phantom sets | {drawing['seconds']:.0f} | {drawing.get('finished', 'n/a')} | "
+                    f"{_load_text(drawing.get('load_average'))} | |")
     for name, entry in (pipeline.get("notebooks") or {}).items():
         seconds = entry.get("seconds")
         if seconds is None or name.startswith(STUDIES_NOTEBOOK):  # 07 is make studies', timed in its own section

@@ -1,8 +1,10 @@
 """The headless runner: papermill execution, state file, resume, refusing to clobber a run."""
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +131,28 @@ def test_resume_accepts_other_notebook_only_parameters_but_not_other_run_setting
 def test_when_measured_gives_the_time_and_the_load():
     m = pipeline.when_measured()
     assert m["finished"].endswith("UTC") and (m["load_average"] is None or len(m["load_average"]) == 3)
+
+
+def test_a_phantom_run_draws_every_set_its_notebooks_read_before_them(tmp_path, monkeypatch):
+    """The sets are drawn once by the run itself (in two processes for the large ones), so no kernel forks."""
+    from covidgan_utils import phantoms
+
+    calls = []
+    real = phantoms.generate_dataset
+    monkeypatch.setattr(phantoms, "generate_dataset",
+                        lambda out, *a, **k: calls.append((Path(out).name, k.get("workers"))) or real(out, *a, **k))
+    monkeypatch.setattr(phantoms, "PARALLEL_FROM", 150)  # the smoke profile's independent set is the only large one
+    run_dir = tmp_path / "run"
+    state = pipeline.run("smoke", run_dir=str(run_dir), notebooks="01")
+    cfg = config.resolve(profile="smoke", run_dir=str(run_dir), claim=False)
+    independent = phantoms.ensure_independent_phantoms(cfg).name
+    names = dict(calls[:4])
+    assert set(names) == {config.phantom_dir(cfg).name, phantoms.ensure_external_phantoms(cfg).name,
+                          phantoms.ensure_large_test_phantoms(cfg, progress=False).name, independent}
+    assert names[independent] == min(2, os.cpu_count()) and names[config.phantom_dir(cfg).name] == 1
+    assert state["phantoms"]["seconds"] >= 0 and len(state["phantoms"]["load_average"]) == 3
+
+    calls.clear()  # a resumed run with nothing left to do draws nothing
+    pipeline.run("smoke", run_dir=str(run_dir), notebooks="01", resume=True)
+    assert calls == []
+    assert pipeline.PHANTOM_READERS == tuple(f"{i:02d}" for i in range(1, 7))

@@ -2,8 +2,8 @@
 simulated against it, and the pixel baseline; statistics checked against scikit-learn / statsmodels or by hand."""
 
 import json
-import os
 import math
+import os
 
 import numpy as np
 import pandas as pd

@@ -3,42 +3,22 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 
 from .. import CLASSES
 from ..config import rel
+from ..phantoms import (  # noqa: F401  (the large set is drawn in phantoms; its names stay importable here)
+    LARGE_TEST_PER_CLASS,
+    LARGE_TEST_SEED_OFFSET,
+    LARGE_TEST_SMOKE_PER_CLASS,
+    ensure_large_test_phantoms,
+    large_test_counts,
+)
 from .heads import predict_conditions, prediction_frame
 
-LARGE_TEST_PER_CLASS = {"COVID": 1000, "Normal": 1000}
-"""The large independent phantom test set: about 2 points of accuracy resolution (a 95% interval of +-2 points)."""
-LARGE_TEST_SMOKE_PER_CLASS = {"COVID": 50, "Normal": 50}
-"""The smoke profile's: small, so the tests stay fast; its numbers mean nothing."""
-LARGE_TEST_SEED_OFFSET = 2000
-"""The large set's phantom seed is the run's phantom_seed + this: other people than training, validation and the
-external set (phantom_seed + 1000)."""
 PIXEL_BASELINE = "pixels:logistic"
 PIXEL_SIZE = 32
-
-
-def large_test_counts(cfg) -> dict:
-    """Images per class of the large independent test set for this profile."""
-    return dict(LARGE_TEST_SMOKE_PER_CLASS if cfg.profile == "smoke" else LARGE_TEST_PER_CLASS)
-
-
-def ensure_large_test_phantoms(cfg, per_class: dict | None = None, progress: bool = True) -> Path:
-    """The large independent test set: phantoms of other people (another seed), the same scanner (no shift).
-
-    Made once in the gitignored data/ folder (like the built-in dataset) and reused by every run after.
-    """
-    from .. import phantoms
-    from ..config import phantom_root
-
-    counts = dict(per_class or large_test_counts(cfg))
-    seed = cfg.phantom_seed + LARGE_TEST_SEED_OFFSET
-    out = phantom_root() / f"large-test-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{seed}"
-    return phantoms.generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, progress=progress)
 
 
 def _test_set(cfg, folder, source: dict, progress: bool) -> dict:
