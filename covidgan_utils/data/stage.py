@@ -338,7 +338,7 @@ def load_independent(cfg: Config) -> tuple[np.ndarray, np.ndarray] | None:
     images of both classes that neither the GAN nor the class probe trained on, at the run's image size.
 
     On the built-in phantoms: a fresh draw of the same population, four times the training split (drawn once into
-    the phantom cache, about 20 s at the demo size), decoded once per run into RUN/data/independent_<size>.npz
+    the phantom cache, by ``covidgan run`` before the notebooks or else here on first use), decoded once per run into RUN/data/independent_<size>.npz
     (about 6 s for the demo's 3,728 images; the later notebooks read it in a tenth of a second). The cache is used
     only while the phantom folder's files, the image size, the decoder and the split are those it was made from.
     On real data: None, since the split keeps no unused images; the check then reads against the training images'
