@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-## demo: the whole study on the built-in phantoms with the demo profile (8-9 min on 2 AVX-512 cores, more on older ones; measured)
+## demo: the whole study on the built-in phantoms with the demo profile (7-9 min on 2 AVX-512 cores, more on older ones; measured)
 demo: setup
 	$(PY) -m covidgan_utils run --profile demo --run-dir $(RUN_DIR) --resume $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
