@@ -230,7 +230,14 @@ def generate_dataset(
             os.replace(out_dir, trash / "old")
             shutil.rmtree(trash, ignore_errors=True)
         elif out_dir.exists():
-            out_dir.rmdir()  # empty: make way for the rename
+            if _holds(out_dir, record):  # another process (a run beside this one) drew the same dataset meanwhile
+                return out_dir
+            try:
+                out_dir.rmdir()  # empty: make way for the rename
+            except OSError:
+                if _holds(out_dir, record):  # it finished between the two checks
+                    return out_dir
+                raise
         try:
             os.replace(tmp, out_dir)
         except OSError:

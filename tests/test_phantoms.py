@@ -284,3 +284,28 @@ def test_a_site_dataset_on_disk_is_the_drawing_in_memory(tmp_path):
     with pytest.raises(ValueError, match="marker"):
         phantoms.check_site({"marker": {"COVID": 1.5}})
     assert not (tmp_path / "x").exists()
+
+
+def test_a_dataset_drawn_meanwhile_by_a_run_beside_this_one_is_kept(tmp_path, monkeypatch):
+    """Two runs on a fresh clone draw the same phantom set at once: the later one finds it done, not an error."""
+    import shutil
+
+    from covidgan_utils import phantoms
+
+    counts = {"COVID": 3, "Normal": 2}
+    ref = phantoms.generate_dataset(tmp_path / "ref", counts, 32, seed=4, progress=False)
+    out = tmp_path / "shared"
+    real_write, done = phantoms._write_images, []
+
+    def write_and_let_the_other_run_finish(job):
+        if not done:
+            shutil.copytree(ref, out)  # the other run's rename lands while this one draws
+            done.append(True)
+        return real_write(job)
+
+    monkeypatch.setattr(phantoms, "_write_images", write_and_let_the_other_run_finish)
+    assert phantoms.generate_dataset(out, counts, 32, seed=4, progress=False) == out
+    assert done and phantoms._holds(out, phantoms._record(counts, 32, 4))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref", "shared"]  # no temporary folder left
+    for a in sorted(ref.rglob("*.png")):
+        assert (out / a.relative_to(ref)).read_bytes() == a.read_bytes()
