@@ -230,12 +230,10 @@ def generate_dataset(
             os.replace(out_dir, trash / "old")
             shutil.rmtree(trash, ignore_errors=True)
         elif out_dir.exists():
-            if _holds(out_dir, record):  # another process (a run beside this one) drew the same dataset meanwhile
-                return out_dir
             try:
                 out_dir.rmdir()  # empty: make way for the rename
             except OSError:
-                if _holds(out_dir, record):  # it finished between the two checks
+                if _holds(out_dir, record):  # another process (a run beside this one) drew the same dataset meanwhile
                     return out_dir
                 raise
         try:
@@ -250,11 +248,7 @@ def generate_dataset(
     return out_dir
 
 
-def _workers(workers: int | None) -> int:
-    return 1 if workers is None else max(1, int(workers))
-
-
-def ensure_phantoms(cfg, workers: int | None = None) -> Path:
+def ensure_phantoms(cfg, workers: int = 1) -> Path:
     """Generate (or reuse) the profile's phantom dataset at config.phantom_dir(cfg); returns the folder."""
     from .config import phantom_dir
 
@@ -264,11 +258,11 @@ def ensure_phantoms(cfg, workers: int | None = None) -> Path:
         cfg.phantom_size,
         seed=cfg.phantom_seed,
         replace_stale=True,
-        workers=_workers(workers),
+        workers=workers,
     )
 
 
-def ensure_external_phantoms(cfg, per_class: dict | None = None, workers: int | None = None) -> Path:
+def ensure_external_phantoms(cfg, per_class: dict | None = None, workers: int = 1) -> Path:
     """The demo's external test set: other people (another seed) seen by another scanner (EXTERNAL_SHIFT)."""
     from .config import phantom_root
 
@@ -276,7 +270,7 @@ def ensure_external_phantoms(cfg, per_class: dict | None = None, workers: int | 
     seed = cfg.phantom_seed + 1000
     out = phantom_root() / f"external-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{seed}"
     return generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, shift=EXTERNAL_SHIFT,
-                            workers=_workers(workers))
+                            workers=workers)
 
 
 LARGE_TEST_PER_CLASS = {"COVID": 1000, "Normal": 1000}
@@ -294,7 +288,7 @@ def large_test_counts(cfg) -> dict:
 
 
 def ensure_large_test_phantoms(cfg, per_class: dict | None = None, progress: bool = True,
-                               workers: int | None = None) -> Path:
+                               workers: int = 1) -> Path:
     """The large independent test set (notebook 05): phantoms of other people (another seed), the same scanner
     (no shift). Made once in the gitignored data/ folder (like the built-in dataset) and reused by every run after.
     """
@@ -304,14 +298,19 @@ def ensure_large_test_phantoms(cfg, per_class: dict | None = None, progress: boo
     seed = cfg.phantom_seed + LARGE_TEST_SEED_OFFSET
     out = phantom_root() / f"large-test-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{seed}"
     return generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, progress=progress,
-                            workers=_workers(workers))
+                            workers=workers)
 
 
 INDEPENDENT_FACTOR = 4  # the independent check's classifier learns from 4x the training split: a steadier classifier
 INDEPENDENT_SEED_OFFSET = 3000  # other people than the split (+0), the external set (+1000) and the large set (+2000)
 
 
-def ensure_independent_phantoms(cfg, per_class: dict | None = None, workers: int | None = None) -> Path:
+def independent_counts(cfg, per_class: dict | None = None) -> dict:
+    """Images per class of the independent check's set: INDEPENDENT_FACTOR times the training split."""
+    return {k: INDEPENDENT_FACTOR * v for k, v in _counts(per_class or cfg.train_per_class).items()}
+
+
+def ensure_independent_phantoms(cfg, per_class: dict | None = None, workers: int = 1) -> Path:
     """Images new to the GAN and to the class probe, for the independent class-fidelity check: other people of the
     same population (another seed, no scanner shift), INDEPENDENT_FACTOR times the training split per class.
 
@@ -319,11 +318,11 @@ def ensure_independent_phantoms(cfg, per_class: dict | None = None, workers: int
     draws of 932 images, and from +0.04 to +0.08 over three draws of four times as many."""
     from .config import phantom_root
 
-    counts = {k: INDEPENDENT_FACTOR * v for k, v in _counts(per_class or cfg.train_per_class).items()}
+    counts = independent_counts(cfg, per_class)
     seed = cfg.phantom_seed + INDEPENDENT_SEED_OFFSET
     out = phantom_root() / f"independent-{counts['COVID']}c-{counts['Normal']}n-{cfg.phantom_size}px-seed{seed}"
     return generate_dataset(out, counts, cfg.phantom_size, seed=seed, replace_stale=True, progress=False,
-                            workers=_workers(workers))
+                            workers=workers)
 
 
 PARALLEL_FROM = 500
@@ -336,12 +335,11 @@ def draw_all(cfg, workers: int = 2) -> list[Path]:
     set already drawn is reused as it is. Returns the folders. ``covidgan run`` calls it on phantom runs: its own
     process has no notebook kernel to fork, and on 2 idle cores a first run's drawing takes about half as long.
     """
-    independent = {k: INDEPENDENT_FACTOR * v for k, v in _counts(cfg.train_per_class).items()}
     plan = [
         (cfg.phantom_per_class, lambda w: ensure_phantoms(cfg, workers=w)),
         (cfg.val_per_class, lambda w: ensure_external_phantoms(cfg, workers=w)),
         (large_test_counts(cfg), lambda w: ensure_large_test_phantoms(cfg, progress=False, workers=w)),
-        (independent, lambda w: ensure_independent_phantoms(cfg, workers=w)),
+        (independent_counts(cfg), lambda w: ensure_independent_phantoms(cfg, workers=w)),
     ]
     return [ensure(workers if sum(_counts(counts).values()) >= PARALLEL_FROM else 1) for counts, ensure in plan]
 

@@ -102,12 +102,12 @@ def _run_unlocked(
     env_before = {name: os.environ.get(name) for name in HEADLESS_ENV}
     os.environ.update(HEADLESS_ENV)  # the kernels inherit it: no progress bars, static figures instead of widgets
     try:
-        pending = [b for b in books if state["notebooks"].get(b.stem, {}).get("status") != "done" or again]
+        pending = [b for b in books if not _skipped(state, b, again)]
         if cfg.uses_phantoms and any(b.name[:2] in PHANTOM_READERS for b in pending):
             _draw_phantoms(profile, data_dir, run_dir, params, state, state_path)
         for i, book in enumerate(books, 1):
             name = book.stem
-            if state["notebooks"].get(name, {}).get("status") == "done" and not again:
+            if _skipped(state, book, again):
                 print(f"[{i}/{len(books)}] {name}: already done, skipped (resume)")
                 continue
             declared = declared_parameters(book)
@@ -191,6 +191,11 @@ def run(profile: str = "demo", data_dir=None, run_dir=None, notebooks=None, para
             return state
     except (RunLockError, StorageError, settings.SettingError, runs.RunDirError) as exc:
         raise PipelineError(str(exc)) from None
+
+
+def _skipped(state: dict, book: Path, again: bool) -> bool:
+    """True when the run has already done this notebook and is not asked to run it again."""
+    return state["notebooks"].get(book.stem, {}).get("status") == "done" and not again
 
 
 PHANTOM_READERS = ("01", "02", "03", "04", "05", "06")  # the notebooks that read a phantom set on phantom runs

@@ -316,13 +316,11 @@ def load_external(cfg: Config, folder, image_size: int | None = None, progress: 
 
 
 def _folder_key(folder: Path, image_size: int, manifest) -> str:
-    """What the independent images' cache depends on: the phantom folder's record and files (name, size, mtime),
+    """What the independent images' cache depends on: the phantom folder's files (name, size, mtime; its record too),
     the image size, the decoder version and the run's split (pictures also in the split are left out)."""
     import hashlib
 
     h = hashlib.sha256(f"decoder {DECODER_VERSION}; size {int(image_size)};".encode())
-    record = folder / "PHANTOMS.json"
-    h.update(record.read_bytes() if record.is_file() else b"no record")
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             st = path.stat()
@@ -338,8 +336,8 @@ def load_independent(cfg: Config) -> tuple[np.ndarray, np.ndarray] | None:
     images of both classes that neither the GAN nor the class probe trained on, at the run's image size.
 
     On the built-in phantoms: a fresh draw of the same population, four times the training split (drawn once into
-    the phantom cache, by ``covidgan run`` before the notebooks or else here on first use), decoded once per run into RUN/data/independent_<size>.npz
-    (about 6 s for the demo's 3,728 images; the later notebooks read it in a tenth of a second). The cache is used
+    the phantom cache, by ``covidgan run`` before the notebooks or else here on first use), decoded once per run
+    into RUN/data/independent_<size>.npz (about 6 s for the demo's 3,728 images; the later notebooks read it in a tenth of a second). The cache is used
     only while the phantom folder's files, the image size, the decoder and the split are those it was made from.
     On real data: None, since the split keeps no unused images; the check then reads against the training images'
     own level instead.
